@@ -89,13 +89,17 @@ class LDOSConfig:
     """The energy grid of the LDOS, in eV on QE's absolute energy scale.
 
     pp.x evaluates the LDOS at ``emin_ev + de_ev * i`` for ``i < count``, each Kohn-Sham
-    level broadened by a Gaussian of width ``degauss_ev``.
+    level broadened by the smearing function of the pw.x run (Fermi-Dirac:
+    1 / (2 + e^x + e^-x), x = (E - e) / degauss_ev), not by a Gaussian. With
+    ``enabled = false`` no LDOS is computed (snapshots for checking only energies and
+    densities, e.g. of larger cells).
     """
 
-    emin_ev: float = -3.0
+    enabled: bool = True
+    emin_ev: float = -5.0
     de_ev: float = 0.1
-    count: int = 160
-    degauss_ev: float = 0.2
+    count: int = 176
+    degauss_ev: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,9 @@ def load_config(path: str | PathLike[str]) -> tuple[Config, Path]:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise InputError(f"not valid TOML: {err}", path=path, fix="correct the TOML syntax") from err
+        raise InputError(
+            f"not valid TOML: {err}", path=path, fix="correct the TOML syntax"
+        ) from err
     return config_from_dict(raw, source=path), path.resolve().parent
 
 
@@ -139,7 +145,9 @@ def _build(cls: type, raw: Any, prefix: str, source: str | PathLike[str] | None)
     where = prefix.rstrip(".") or "<top level>"
     if not isinstance(raw, dict):
         raise InputError(
-            f"expected a table, got {type(raw).__name__}", path=source, field=where,
+            f"expected a table, got {type(raw).__name__}",
+            path=source,
+            field=where,
             fix=f"write [{where}] as a TOML table",
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -147,8 +155,10 @@ def _build(cls: type, raw: Any, prefix: str, source: str | PathLike[str] | None)
     for key in raw:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"did you mean '{prefix}{close[0]}'?" if close else (
-                f"valid keys here: {', '.join(sorted(fields))}"
+            hint = (
+                f"did you mean '{prefix}{close[0]}'?"
+                if close
+                else (f"valid keys here: {', '.join(sorted(fields))}")
             )
             raise InputError(
                 f"unknown key '{prefix}{key}'", path=source, field=f"{prefix}{key}", fix=hint
@@ -192,11 +202,14 @@ def _coerce(tp: Any, value: Any, key: str, source: str | PathLike[str] | None) -
             return tuple(_coerce(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value))
         if len(value) != len(args):
             raise InputError(
-                f"expected {len(args)} values, got {len(value)}", path=source, field=key,
+                f"expected {len(args)} values, got {len(value)}",
+                path=source,
+                field=key,
                 fix=f"write {key} = [{', '.join(a.__name__ for a in args)}]",
             )
         return tuple(
-            _coerce(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value, strict=True))
+            _coerce(a, v, f"{key}[{i}]", source)
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
         )
     if origin is dict:
         if not isinstance(value, dict):
@@ -225,10 +238,14 @@ def _coerce(tp: Any, value: Any, key: str, source: str | PathLike[str] | None) -
     raise TypeError(f"config annotation {tp!r} of {key} is not supported")  # a bug of ours
 
 
-def _type_error(key: str, value: Any, expected: str, source: str | PathLike[str] | None) -> InputError:
+def _type_error(
+    key: str, value: Any, expected: str, source: str | PathLike[str] | None
+) -> InputError:
     return InputError(
         f"expected {expected}, got {type(value).__name__} {value!r}",
-        path=source, field=key, fix=f"write {key} as {expected}",
+        path=source,
+        field=key,
+        fix=f"write {key} as {expected}",
     )
 
 
@@ -246,23 +263,42 @@ def _check_values(config: Config, source: str | PathLike[str] | None) -> None:
     }
     for key, value in positive.items():
         if not value > 0:
-            raise InputError(f"must be positive, got {value}", path=source, field=key,
-                             fix=f"set {key} to a positive value")
+            raise InputError(
+                f"must be positive, got {value}",
+                path=source,
+                field=key,
+                fix=f"set {key} to a positive value",
+            )
     if config.snapshots.temperature_k < 0:
-        raise InputError("temperature must be >= 0 K", path=source, field="snapshots.temperature_k",
-                         fix="give the temperature in kelvin")
+        raise InputError(
+            "temperature must be >= 0 K",
+            path=source,
+            field="snapshots.temperature_k",
+            fix="give the temperature in kelvin",
+        )
     for i, n in enumerate(config.snapshots.supercell + config.dft.kpoints):
         if n < 1:
             key = "snapshots.supercell" if i < 3 else "dft.kpoints"
-            raise InputError(f"entries must be >= 1, got {n}", path=source, field=key,
-                             fix="use positive integers")
+            raise InputError(
+                f"entries must be >= 1, got {n}",
+                path=source,
+                field=key,
+                fix="use positive integers",
+            )
     if config.snapshots.source == "files" and not config.snapshots.files:
-        raise InputError("source is 'files' but no files are listed", path=source,
-                         field="snapshots.files", fix="list ASE-readable structure files")
+        raise InputError(
+            "source is 'files' but no files are listed",
+            path=source,
+            field="snapshots.files",
+            fix="list ASE-readable structure files",
+        )
     if config.snapshots.source == "thermal" and config.snapshots.debye_temperature_k is None:
-        raise InputError("source 'thermal' needs a Debye temperature", path=source,
-                         field="snapshots.debye_temperature_k",
-                         fix="set snapshots.debye_temperature_k (Al: 428 K)")
+        raise InputError(
+            "source 'thermal' needs a Debye temperature",
+            path=source,
+            field="snapshots.debye_temperature_k",
+            fix="set snapshots.debye_temperature_k (Al: 428 K)",
+        )
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

@@ -25,18 +25,34 @@ def make_snapshot(shape=(6, 5, 4), ne=7, seed=0) -> Snapshot:
     rng = np.random.default_rng(seed)
     atoms = bulk("Al", "fcc", a=4.05, cubic=True)
     qe = QEReference(
-        version="6.7MaX", energies={"total": -297.7, "hartree": 0.47, "smearing": -0.016},
-        fermi_energy=7.53, number_of_electrons=12.0, fft_grid=shape, ecutwfc_ry=20.0,
-        ecutrho_ry=80.0, degauss_ev=0.0257, xc_functional="PBE",
-        kpoints=rng.normal(size=(3, 3)), k_weights=np.array([0.5, 0.75, 0.75]),
-        eigenvalues=rng.normal(size=(3, 10)), forces=rng.normal(size=(4, 3)), stress=None,
+        version="6.7MaX",
+        energies={"total": -297.7, "hartree": 0.47, "smearing": -0.016},
+        fermi_energy=7.53,
+        number_of_electrons=12.0,
+        fft_grid=shape,
+        ecutwfc_ry=20.0,
+        ecutrho_ry=80.0,
+        degauss_ev=0.0257,
+        xc_functional="PBE",
+        kpoints=rng.normal(size=(3, 3)),
+        k_weights=np.array([0.5, 0.75, 0.75]),
+        eigenvalues=rng.normal(size=(3, 10)),
+        forces=rng.normal(size=(4, 3)),
+        stress=None,
     )
     return Snapshot(
-        atoms=atoms, grid_shape=shape, temperature_k=298.0, number_of_electrons=12.0,
-        pseudopotentials={"Al": PseudoRecord("Al", "Al.UPF", "ab" * 32, "<UPF version=\"2.0.1\">")},
+        atoms=atoms,
+        grid_shape=shape,
+        temperature_k=298.0,
+        number_of_electrons=12.0,
+        pseudopotentials={"Al": PseudoRecord("Al", "Al.UPF", "ab" * 32, '<UPF version="2.0.1">')},
         ldos=rng.random((*shape, ne)).astype(np.float32),
-        energy_grid=EnergyGrid(-4.5, 0.1, ne), ldos_broadening_ev=0.2,
-        density=rng.random(shape), qe=qe, provenance={"pw_seconds": 1.5, "qe_version": "6.7MaX"},
+        energy_grid=EnergyGrid(-4.5, 0.1, ne),
+        ldos_broadening_ev=0.2,
+        ldos_kernel="fermi-dirac",
+        density=rng.random(shape),
+        qe=qe,
+        provenance={"pw_seconds": 1.5, "qe_version": "6.7MaX"},
     )
 
 
@@ -50,7 +66,7 @@ def test_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.atoms.cell[:], snap.atoms.cell[:])
     assert back.atoms.get_chemical_symbols() == snap.atoms.get_chemical_symbols()
     assert back.energy_grid == snap.energy_grid
-    assert back.ldos_broadening_ev == 0.2
+    assert back.ldos_broadening_ev == 0.2 and back.ldos_kernel == "fermi-dirac"
     assert back.grid_shape == (6, 5, 4)
     assert back.pseudopotentials == snap.pseudopotentials
     assert back.qe.energies == snap.qe.energies
@@ -105,8 +121,9 @@ def test_shape_mismatches_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not match grid"):
         write_snapshot(tmp_path / "a.h5", dataclasses.replace(snap, grid_shape=(6, 5, 5)))
     with pytest.raises(InputError, match="energy grid"):
-        write_snapshot(tmp_path / "b.h5",
-                       dataclasses.replace(snap, energy_grid=EnergyGrid(-4.5, 0.1, 8)))
+        write_snapshot(
+            tmp_path / "b.h5", dataclasses.replace(snap, energy_grid=EnergyGrid(-4.5, 0.1, 8))
+        )
     assert not list(tmp_path.iterdir())
 
 

@@ -69,5 +69,10 @@ def test_bad_structures_are_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown element"):
         make_snapshots(SnapshotsConfig(element="Xx"), 0, tmp_path)
     with pytest.raises(InputError, match="EMT has no parameters for Be"):
-        make_snapshots(SnapshotsConfig(element="Be", lattice="hcp", cubic=False,
-                                       lattice_constant_angstrom=2.29), 0, tmp_path)
+        make_snapshots(
+            SnapshotsConfig(
+                element="Be", lattice="hcp", cubic=False, lattice_constant_angstrom=2.29
+            ),
+            0,
+            tmp_path,
+        )

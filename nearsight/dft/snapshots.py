@@ -34,13 +34,19 @@ def make_snapshots(cfg: SnapshotsConfig, seed: int, base_dir: Path) -> list[Atom
 def perfect_crystal(cfg: SnapshotsConfig) -> Atoms:
     """The ideal crystal of ``cfg`` repeated ``cfg.supercell`` times."""
     if cfg.element not in atomic_numbers:
-        raise InputError(f"unknown element {cfg.element!r}", field="snapshots.element",
-                         fix="give a chemical symbol such as 'Al'")
+        raise InputError(
+            f"unknown element {cfg.element!r}",
+            field="snapshots.element",
+            fix="give a chemical symbol such as 'Al'",
+        )
     try:
         cell = bulk(cfg.element, cfg.lattice, a=cfg.lattice_constant_angstrom, cubic=cfg.cubic)
     except (ValueError, RuntimeError) as err:
-        raise InputError(f"cannot build {cfg.lattice} {cfg.element}: {err}",
-                         field="snapshots.lattice", fix="check lattice and cubic") from err
+        raise InputError(
+            f"cannot build {cfg.lattice} {cfg.element}: {err}",
+            field="snapshots.lattice",
+            fix="check lattice and cubic",
+        ) from err
     return cell.repeat(cfg.supercell)
 
 
@@ -72,7 +78,8 @@ def emt_md_frames(crystal: Atoms, cfg: SnapshotsConfig, rng: np.random.Generator
 
     if cfg.element not in parameters:
         raise InputError(
-            f"EMT has no parameters for {cfg.element}", field="snapshots.source",
+            f"EMT has no parameters for {cfg.element}",
+            field="snapshots.source",
             fix=f"use source = 'thermal' or 'files' (EMT knows {', '.join(sorted(parameters))})",
         )
     atoms = crystal.copy()
@@ -103,18 +110,29 @@ def _from_files(cfg: SnapshotsConfig, base_dir: Path) -> list[Atoms]:
     for name in cfg.files:
         path = (base_dir / name) if not Path(name).is_absolute() else Path(name)
         if not path.is_file():
-            raise InputError("structure file not found", path=path, field="snapshots.files",
-                             fix="list existing files, relative to the config file")
+            raise InputError(
+                "structure file not found",
+                path=path,
+                field="snapshots.files",
+                fix="list existing files, relative to the config file",
+            )
         try:
             images = read(path, index=":")
         except Exception as err:  # ASE raises many types for unreadable files
-            raise InputError(f"ASE cannot read this structure: {err}", path=path,
-                             field="snapshots.files",
-                             fix="give a format ASE reads (extxyz, cif, POSCAR, pw.x input, ...)") from err
+            raise InputError(
+                f"ASE cannot read this structure: {err}",
+                path=path,
+                field="snapshots.files",
+                fix="give a format ASE reads (extxyz, cif, POSCAR, pw.x input, ...)",
+            ) from err
         for i, atoms in enumerate(images):
             if atoms.cell.rank != 3:
-                raise InputError(f"frame {i} has no 3D cell", path=path, field="snapshots.files",
-                                 fix="DFT needs a periodic cell: add lattice vectors")
+                raise InputError(
+                    f"frame {i} has no 3D cell",
+                    path=path,
+                    field="snapshots.files",
+                    fix="DFT needs a periodic cell: add lattice vectors",
+                )
             unknown = sorted(set(atoms.get_chemical_symbols()) - set(atomic_numbers))
             if unknown:
                 raise InputError(f"unknown elements {unknown}", path=path)

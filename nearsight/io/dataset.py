@@ -9,7 +9,7 @@ Layout (all in nearsight units: eV, Å, 1/Å³, 1/(eV·Å³), K)::
     /atoms/cell           [3, 3] Å (rows are lattice vectors)
     /atoms/pbc            [3] bool
     /ldos                 [nx, ny, nz, ne] float32, 1/(eV·Å³); attrs e_min, de, n (eV),
-                          broadening_ev; chunked by slabs along x, gzip + shuffle
+                          broadening_ev, kernel; chunked by slabs along x, gzip + shuffle
     /density              [nx, ny, nz] float64, 1/Å³
     /pseudopotentials/El  the UPF file's text; attrs filename, sha256
     /qe                   attrs: version, fermi_energy, number_of_electrons, fft_grid,
@@ -88,7 +88,9 @@ class Snapshot:
         pseudopotentials: element -> record.
         ldos: [nx, ny, nz, ne] float32, 1/(eV·Å³), or None.
         energy_grid: the LDOS energies, or None without LDOS.
-        ldos_broadening_ev: Gaussian width pp.x used for the LDOS, eV.
+        ldos_broadening_ev: width of the kernel that broadens each level in the LDOS, eV.
+        ldos_kernel: that kernel: "fermi-dirac" (w(x) = 1/(2 + e^x + e^-x)) or
+            "gaussian" (exp(-x²)/√π), with x = (E - e) / width; pp.x uses pw.x's smearing.
         density: [nx, ny, nz] float64, 1/Å³, or None.
         qe: QE's printed reference values, or None.
         provenance: how the snapshot was made (timings in s, versions, commands).
@@ -102,6 +104,7 @@ class Snapshot:
     ldos: np.ndarray | None = None
     energy_grid: EnergyGrid | None = None
     ldos_broadening_ev: float | None = None
+    ldos_kernel: str | None = None
     density: np.ndarray | None = None
     qe: QEReference | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -112,14 +115,26 @@ class Snapshot:
         return Grid(np.asarray(self.atoms.cell[:]), self.grid_shape)
 
 
-def write_snapshot(path: str | PathLike[str], snapshot: Snapshot) -> Path:
+def write_snapshot(
+    path: str | PathLike[str], snapshot: Snapshot, *, ldos_mantissa_bits: int | None = None
+) -> Path:
     """Validate ``snapshot`` and write it to ``path`` atomically.
+
+    Args:
+        path: the .h5 file to write.
+        snapshot: what to write.
+        ldos_mantissa_bits: keep this many of float32's 23 explicit mantissa bits of the
+            LDOS, rounding the rest away so that gzip compresses them. 17 bits (relative
+            change at most 3.8e-6) keep every digit of pp.x's cube files, which print 5
+            significant digits (relative resolution 1e-5 or coarser). None keeps all bits.
 
     Raises:
         InputError: inconsistent shapes, NaN or inf values, or a missing energy grid.
     """
     path = Path(path)
     _validate(snapshot, path)
+    if ldos_mantissa_bits is not None and not 1 <= ldos_mantissa_bits <= 23:
+        raise ValueError(f"ldos_mantissa_bits must be in 1..23, got {ldos_mantissa_bits}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["format"] = FORMAT
         h5.attrs["format_version"] = FORMAT_VERSION
@@ -131,26 +146,45 @@ def write_snapshot(path: str | PathLike[str], snapshot: Snapshot) -> Path:
         if snapshot.ldos is not None:
             assert snapshot.energy_grid is not None  # checked by _validate
             ldos = np.ascontiguousarray(snapshot.ldos, dtype=np.float32)
+            if ldos_mantissa_bits is not None and ldos_mantissa_bits < 23:
+                ldos = round_mantissa(ldos, ldos_mantissa_bits)
             ds = h5.create_dataset(
-                "ldos", data=ldos, chunks=_slab_chunks(ldos.shape, ldos.itemsize),
-                compression="gzip", compression_opts=4, shuffle=True,
+                "ldos",
+                data=ldos,
+                chunks=_slab_chunks(ldos.shape, ldos.itemsize),
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
             )
             ds.attrs["e_min"] = snapshot.energy_grid.e_min
             ds.attrs["de"] = snapshot.energy_grid.de
             ds.attrs["n"] = snapshot.energy_grid.n
             if snapshot.ldos_broadening_ev is not None:
                 ds.attrs["broadening_ev"] = snapshot.ldos_broadening_ev
+            if snapshot.ldos_kernel is not None:
+                ds.attrs["kernel"] = snapshot.ldos_kernel
             ds.attrs["units"] = "1/(eV*Angstrom^3)"
+            ds.attrs["mantissa_bits"] = 23 if ldos_mantissa_bits is None else ldos_mantissa_bits
         if snapshot.density is not None:
             density = np.asarray(snapshot.density, dtype=np.float64)
             ds = h5.create_dataset(
-                "density", data=density, chunks=_slab_chunks(density.shape, density.itemsize),
-                compression="gzip", compression_opts=4, shuffle=True,
+                "density",
+                data=density,
+                chunks=_slab_chunks(density.shape, density.itemsize),
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
             )
             ds.attrs["units"] = "1/Angstrom^3"
         pseudo = h5.create_group("pseudopotentials")
         for element, record in snapshot.pseudopotentials.items():
-            ds = pseudo.create_dataset(element, data=record.text, dtype=h5py.string_dtype())
+            # Bytes, not an HDF5 string, so that gzip applies (UPF files are mostly numbers).
+            ds = pseudo.create_dataset(
+                element,
+                data=np.frombuffer(record.text.encode(), dtype=np.uint8),
+                compression="gzip",
+                compression_opts=9,
+            )
             ds.attrs["filename"] = record.filename
             ds.attrs["sha256"] = record.sha256
         if snapshot.qe is not None:
@@ -172,13 +206,19 @@ def open_snapshot(path: str | PathLike[str]) -> Iterator[SnapshotFile]:
     """Open a snapshot file for lazy reading (slabs of the LDOS without the rest)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("snapshot file not found", path=path,
-                         fix="check the path; `nearsight dft CONFIG` makes snapshot files")
+        raise InputError(
+            "snapshot file not found",
+            path=path,
+            fix="check the path; `nearsight dft CONFIG` makes snapshot files",
+        )
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
-        raise InputError(f"not a readable HDF5 file ({err})", path=path,
-                         fix="the file is damaged or not a snapshot; regenerate it") from err
+        raise InputError(
+            f"not a readable HDF5 file ({err})",
+            path=path,
+            fix="the file is damaged or not a snapshot; regenerate it",
+        ) from err
     try:
         yield SnapshotFile(path, h5)
     finally:
@@ -193,19 +233,27 @@ class SnapshotFile:
         self._h5 = h5
         fmt = h5.attrs.get("format")
         if fmt != FORMAT:
-            raise InputError(f"not a nearsight snapshot (format attribute {fmt!r})", path=path,
-                             fix="give a file written by `nearsight dft` or write_snapshot")
+            raise InputError(
+                f"not a nearsight snapshot (format attribute {fmt!r})",
+                path=path,
+                fix="give a file written by `nearsight dft` or write_snapshot",
+            )
         version = int(h5.attrs.get("format_version", -1))
         if version > FORMAT_VERSION or version < 1:
             raise InputError(
                 f"snapshot format version {version} is not supported (this nearsight reads "
-                f"1..{FORMAT_VERSION})", path=path,
+                f"1..{FORMAT_VERSION})",
+                path=path,
                 fix="upgrade nearsight, or regenerate the file with this version",
             )
         for name in ("atoms",):
             if name not in h5:
-                raise InputError(f"group '/{name}' is missing", path=path, field=name,
-                                 fix="the file is incomplete; regenerate it")
+                raise InputError(
+                    f"group '/{name}' is missing",
+                    path=path,
+                    field=name,
+                    fix="the file is incomplete; regenerate it",
+                )
         self.grid_shape: tuple[int, int, int] = tuple(int(n) for n in h5.attrs["grid_shape"])
 
     @property
@@ -221,14 +269,22 @@ class SnapshotFile:
 
     def atoms(self) -> Atoms:
         g = self._h5["atoms"]
-        return Atoms(numbers=g["numbers"][()], positions=g["positions"][()], cell=g["cell"][()],
-                     pbc=g["pbc"][()])
+        return Atoms(
+            numbers=g["numbers"][()],
+            positions=g["positions"][()],
+            cell=g["cell"][()],
+            pbc=g["pbc"][()],
+        )
 
     def ldos_slab(self, x_start: int, x_stop: int) -> np.ndarray:
         """LDOS of grid planes ``x_start:x_stop``: [x_stop - x_start, ny, nz, ne] float32."""
         if not self.has_ldos:
-            raise InputError("this snapshot has no LDOS", path=self.path, field="ldos",
-                             fix="run `nearsight dft` with an [ldos] section")
+            raise InputError(
+                "this snapshot has no LDOS",
+                path=self.path,
+                field="ldos",
+                fix="run `nearsight dft` with an [ldos] section",
+            )
         return self._h5["ldos"][x_start:x_stop]
 
     def load(self, *, ldos: bool = True) -> Snapshot:
@@ -236,18 +292,31 @@ class SnapshotFile:
         try:
             return self._load(ldos)
         except (OSError, KeyError) as err:
-            raise InputError(f"damaged or incomplete snapshot ({err})", path=self.path,
-                             fix="regenerate the file with `nearsight dft`") from err
+            raise InputError(
+                f"damaged or incomplete snapshot ({err})",
+                path=self.path,
+                fix="regenerate the file with `nearsight dft`",
+            ) from err
 
     def _load(self, ldos: bool) -> Snapshot:
         h5 = self._h5
-        pseudos = {
-            el: PseudoRecord(el, str(ds.attrs["filename"]), str(ds.attrs["sha256"]),
-                             ds.asstr()[()])
-            for el, ds in h5["pseudopotentials"].items()
-        } if "pseudopotentials" in h5 else {}
+        pseudos = (
+            {
+                el: PseudoRecord(
+                    el,
+                    str(ds.attrs["filename"]),
+                    str(ds.attrs["sha256"]),
+                    ds[()].tobytes().decode(),
+                )
+                for el, ds in h5["pseudopotentials"].items()
+            }
+            if "pseudopotentials" in h5
+            else {}
+        )
         ldos_data = h5["ldos"][()] if (ldos and self.has_ldos) else None
-        broadening = h5["ldos"].attrs.get("broadening_ev") if self.has_ldos else None
+        ldos_attrs = h5["ldos"].attrs if self.has_ldos else {}
+        broadening = ldos_attrs.get("broadening_ev")
+        kernel = ldos_attrs.get("kernel")
         return Snapshot(
             atoms=self.atoms(),
             grid_shape=self.grid_shape,
@@ -257,6 +326,7 @@ class SnapshotFile:
             ldos=ldos_data,
             energy_grid=self.energy_grid,
             ldos_broadening_ev=None if broadening is None else float(broadening),
+            ldos_kernel=None if kernel is None else str(kernel),
             density=h5["density"][()] if "density" in h5 else None,
             qe=_read_qe(h5["qe"]) if "qe" in h5 else None,
             provenance=_attrs(h5["provenance"]) if "provenance" in h5 else {},
@@ -278,9 +348,14 @@ class SnapshotFile:
         }
         grid = self.energy_grid
         if grid is not None:
-            out["energy_grid_ev"] = {"e_min": grid.e_min, "de": grid.de, "n": grid.n,
-                                     "e_max": grid.e_max}
+            out["energy_grid_ev"] = {
+                "e_min": grid.e_min,
+                "de": grid.de,
+                "n": grid.n,
+                "e_max": grid.e_max,
+            }
             out["ldos_broadening_ev"] = float(self._h5["ldos"].attrs.get("broadening_ev", "nan"))
+            out["ldos_kernel"] = str(self._h5["ldos"].attrs.get("kernel", "unknown"))
         out["has_density"] = "density" in self._h5
         if "pseudopotentials" in self._h5:
             out["pseudopotentials"] = {
@@ -305,27 +380,58 @@ def _validate(snapshot: Snapshot, path: Path) -> None:
     if len(shape) != 3 or min(shape) < 1:
         raise InputError(f"grid_shape must be three positive integers, got {shape}", path=path)
     if snapshot.atoms.cell.rank != 3:
-        raise InputError("atoms have no 3D cell", path=path, field="atoms",
-                         fix="give atoms with a periodic cell")
+        raise InputError(
+            "atoms have no 3D cell", path=path, field="atoms", fix="give atoms with a periodic cell"
+        )
     if snapshot.ldos is not None:
         if snapshot.ldos.ndim != 4 or snapshot.ldos.shape[:3] != shape:
             raise InputError(
-                f"LDOS shape {snapshot.ldos.shape} does not match grid {shape}", path=path,
-                field="ldos", fix="LDOS must be [nx, ny, nz, ne] on the snapshot's grid",
+                f"LDOS shape {snapshot.ldos.shape} does not match grid {shape}",
+                path=path,
+                field="ldos",
+                fix="LDOS must be [nx, ny, nz, ne] on the snapshot's grid",
             )
         if snapshot.energy_grid is None or snapshot.energy_grid.n != snapshot.ldos.shape[3]:
-            raise InputError("LDOS needs an energy grid with one energy per slice", path=path,
-                             field="energy_grid", fix="pass energy_grid with n = ldos.shape[3]")
+            raise InputError(
+                "LDOS needs an energy grid with one energy per slice",
+                path=path,
+                field="energy_grid",
+                fix="pass energy_grid with n = ldos.shape[3]",
+            )
         if not np.isfinite(snapshot.ldos).all():
-            raise InputError("LDOS contains NaN or inf", path=path, field="ldos",
-                             fix="check the pp.x output that produced it")
+            raise InputError(
+                "LDOS contains NaN or inf",
+                path=path,
+                field="ldos",
+                fix="check the pp.x output that produced it",
+            )
     if snapshot.density is not None:
         if snapshot.density.shape != shape:
-            raise InputError(f"density shape {snapshot.density.shape} does not match grid "
-                             f"{shape}", path=path, field="density")
+            raise InputError(
+                f"density shape {snapshot.density.shape} does not match grid {shape}",
+                path=path,
+                field="density",
+            )
         if not np.isfinite(snapshot.density).all():
-            raise InputError("density contains NaN or inf", path=path, field="density",
-                             fix="check the pp.x output that produced it")
+            raise InputError(
+                "density contains NaN or inf",
+                path=path,
+                field="density",
+                fix="check the pp.x output that produced it",
+            )
+
+
+def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
+    """Round float32 ``values`` to ``bits`` explicit mantissa bits (ties away from zero).
+
+    The relative change is at most 2^-(bits+1). Rounding acts on the magnitude bits, so it
+    is symmetric in sign; a carry into the exponent is the correct rounding up.
+    """
+    drop = 23 - bits
+    raw = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    half = np.uint32(1 << (drop - 1))
+    mask = np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
+    return ((raw + half) & mask).view(np.float32)
 
 
 def _slab_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -351,7 +457,7 @@ def _write_qe(group: h5py.Group, qe: QEReference) -> None:
     group.attrs["ecutrho_ry"] = qe.ecutrho_ry
     group.attrs["degauss_ev"] = qe.degauss_ev
     group.attrs["xc_functional"] = qe.xc_functional
-    energies = group.create_group("energies")
+    energies = group.create_group("energies", track_order=True)
     for key, value in qe.energies.items():
         energies.attrs[key] = float(value)
     group.create_dataset("kpoints", data=np.asarray(qe.kpoints, dtype=np.float64))

@@ -45,7 +45,7 @@ def write_pw_input(
         raise InputError(
             f"no pseudopotential for {', '.join(missing)}",
             field="dft.pseudopotentials",
-            fix=f"add e.g. {missing[0]} = \"{missing[0]}.pbe-....UPF\" to [dft] pseudopotentials",
+            fix=f'add e.g. {missing[0]} = "{missing[0]}.pbe-....UPF" to [dft] pseudopotentials',
         )
     system = [
         "ibrav=0",
@@ -78,10 +78,7 @@ def write_pw_input(
         f"  electron_maxstep={electron_maxstep}",
         "/",
         "ATOMIC_SPECIES",
-        *(
-            f"{s} {atomic_masses[atomic_numbers[s]]:.6f} {pseudopotentials[s]}"
-            for s in species
-        ),
+        *(f"{s} {atomic_masses[atomic_numbers[s]]:.6f} {pseudopotentials[s]}" for s in species),
         "CELL_PARAMETERS angstrom",
         *(" ".join(f"{x:.12f}" for x in row) for row in atoms.cell[:]),
         "ATOMIC_POSITIONS angstrom",

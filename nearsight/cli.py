@@ -1,0 +1,240 @@
+"""The ``nearsight`` command line: the only module that parses arguments and prints for people."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nearsight import __version__
+from nearsight.errors import NearsightError
+
+REPO_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DEFAULT_DEMO_DATA = REPO_EXAMPLES / "al" / "data"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NearsightError as err:
+        print(f"nearsight: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nearsight: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nearsight",
+        description="Machine-learning surrogates for DFT: Quantum ESPRESSO data, descriptors, "
+        "models and electronic structure at any length scale.",
+    )
+    p.add_argument("--version", action="version", version=f"nearsight {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    dft = sub.add_parser(
+        "dft",
+        help="run pw.x + pp.x on snapshots and write one dataset file per snapshot",
+        description="Make atomic snapshots as [snapshots] says (or read --structure files), run "
+        "pw.x (SCF, Fermi-Dirac smearing at the snapshot temperature) and pp.x (density and "
+        "LDOS on the same FFT grid) for each, and write {output_dir}/{name}_NNN.h5.",
+    )
+    dft.add_argument("config", type=Path, help="TOML config (see `nearsight config defaults`)")
+    dft.add_argument("-o", "--output-dir", type=Path, help="overrides output_dir of the config")
+    dft.add_argument(
+        "--structure",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="ASE-readable structure files to run instead of [snapshots]",
+    )
+    dft.add_argument("--mpi", type=int, metavar="N", help="run pw.x and pp.x on N MPI ranks")
+    dft.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep QE's inputs, outputs and cubes beside each snapshot",
+    )
+    dft.set_defaults(func=_cmd_dft)
+
+    ds = sub.add_parser("dataset", help="inspect snapshot files")
+    ds_sub = ds.add_subparsers(metavar="ACTION")
+    info = ds_sub.add_parser("info", help="print a summary of snapshot files")
+    info.add_argument("files", type=Path, nargs="+", help="snapshot .h5 files")
+    info.add_argument("--json", action="store_true", help="print one JSON object per file")
+    info.set_defaults(func=_cmd_dataset_info)
+
+    cfg = sub.add_parser("config", help="show the default config or check one")
+    cfg_sub = cfg.add_subparsers(metavar="ACTION")
+    defaults = cfg_sub.add_parser("defaults", help="print every setting with its default (TOML)")
+    defaults.set_defaults(func=_cmd_config_defaults)
+    check = cfg_sub.add_parser("check", help="validate a config file and print it in full")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=_cmd_config_check)
+
+    demo = sub.add_parser("demo", help="the main job on the bundled Al data")
+    demo.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DEMO_DATA,
+        help="directory of snapshot files (default: the bundled Al data)",
+    )
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def _cmd_dft(args: argparse.Namespace) -> int:
+    from ase.io import read
+    from tqdm import tqdm
+
+    from nearsight.config import load_config
+    from nearsight.dft.runner import check_qe, run_dft
+    from nearsight.dft.snapshots import make_snapshots
+
+    config, base_dir = load_config(args.config)
+    if args.mpi is not None:
+        config = dataclasses.replace(
+            config, dft=dataclasses.replace(config.dft, mpi_ranks=args.mpi)
+        )
+    if args.keep_workdir:
+        config = dataclasses.replace(config, dft=dataclasses.replace(config.dft, keep_workdir=True))
+    check_qe(config.dft)
+    if args.structure:
+        structures = [atoms for path in args.structure for atoms in read(path, index=":")]
+    else:
+        structures = make_snapshots(config.snapshots, config.seed, base_dir)
+    bar = tqdm(total=len(structures), unit="snapshot", desc="DFT", file=sys.stderr)
+
+    def done(i: int, run) -> None:
+        bar.update(1)
+        bar.write(
+            f"{run.path.name}: {run.number_of_atoms} atoms, grid {run.grid_shape}, "
+            f"E_QE = {run.total_energy_ev:.6f} eV, pw.x {run.pw_seconds:.1f} s, "
+            f"pp.x density {run.pp_density_seconds:.1f} s, LDOS {run.pp_ldos_seconds:.1f} s"
+        )
+
+    runs = run_dft(config, structures, base_dir, args.output_dir, on_done=done)
+    bar.close()
+    total = sum(r.pw_seconds + r.pp_density_seconds + r.pp_ldos_seconds for r in runs)
+    print(
+        f"wrote {len(runs)} snapshots to {runs[0].path.parent if runs else '-'} "
+        f"({total:.1f} s of QE)"
+    )
+    return 0
+
+
+def _cmd_dataset_info(args: argparse.Namespace) -> int:
+    from nearsight.io.dataset import open_snapshot
+
+    for path in args.files:
+        with open_snapshot(path) as snap:
+            summary = snap.summary()
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(_format_summary(summary))
+    return 0
+
+
+def _format_summary(s: dict) -> str:
+    lines = [
+        f"{s['file']}  ({s['file_size_mb']:.2f} MB)",
+        f"  atoms        {s['formula']} ({s['number_of_atoms']} atoms)",
+        "  cell (Å)     "
+        + "  ".join("[" + ", ".join(f"{x:.4f}" for x in row) + "]" for row in s["cell_angstrom"]),
+        f"  grid         {' x '.join(str(n) for n in s['grid_shape'])}",
+        f"  temperature  {s['temperature_k']:g} K, {s['number_of_electrons']:g} electrons",
+    ]
+    if "energy_grid_ev" in s:
+        g = s["energy_grid_ev"]
+        lines.append(
+            f"  LDOS         {g['n']} energies, {g['e_min']:.3f} to {g['e_max']:.3f} eV step "
+            f"{g['de']:g} eV, {s['ldos_kernel']} broadening {s['ldos_broadening_ev']:g} eV"
+        )
+    else:
+        lines.append("  LDOS         none")
+    lines.append(f"  density      {'yes' if s['has_density'] else 'no'}")
+    for el, p in s.get("pseudopotentials", {}).items():
+        lines.append(f"  pseudo       {el}: {p['filename']} (sha256 {p['sha256'][:12]}…)")
+    if "qe" in s:
+        q = s["qe"]
+        lines.append(
+            f"  QE           {q['version']}, {q['xc_functional']}, "
+            f"E_F = {q['fermi_energy_ev']:.4f} eV"
+        )
+        for key, value in q["energies_ev"].items():
+            lines.append(f"    {key:<14s} {value:16.6f} eV")
+    prov = s.get("provenance", {})
+    if "pw_seconds" in prov:
+        lines.append(
+            f"  QE wall time pw.x {prov['pw_seconds']:.1f} s, pp.x density "
+            f"{prov.get('pp_density_seconds', 0):.1f} s, LDOS "
+            f"{prov.get('pp_ldos_seconds', 0):.1f} s"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_config_defaults(args: argparse.Namespace) -> int:
+    from nearsight.config import Config, config_to_dict, dumps_toml
+
+    print(dumps_toml(config_to_dict(Config())), end="")
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from nearsight.config import config_to_dict, dumps_toml, load_config
+
+    config, _ = load_config(args.config)
+    print(f"# {args.config}: valid")
+    print(dumps_toml(config_to_dict(config)), end="")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from nearsight.io.dataset import open_snapshot
+
+    files = sorted(Path(args.data).glob("*.h5"))
+    if not files:
+        raise NearsightError(
+            f"no snapshot files (*.h5) in {args.data}; regenerate them with "
+            "`python scripts/make_al_dataset.py`"
+        )
+    print(f"nearsight {__version__} demo: {len(files)} bundled snapshots in {args.data}\n")
+    header = (
+        f"{'snapshot':<22s} {'atoms':>5s} {'grid':>10s} {'LDOS':>5s} {'E_F (eV)':>9s} "
+        f"{'E_total (eV)':>14s} {'E/atom (eV)':>12s} {'pw.x (s)':>8s} {'MB':>6s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for path in files:
+        with open_snapshot(path) as snap:
+            s = snap.summary()
+        qe = s.get("qe", {})
+        total = qe.get("energies_ev", {}).get("total", float("nan"))
+        n_e = s.get("energy_grid_ev", {}).get("n", 0)
+        grid = "x".join(map(str, s["grid_shape"]))
+        print(
+            f"{path.name:<22s} {s['number_of_atoms']:>5d} {grid:>10s} "
+            f"{n_e:>5d} {qe.get('fermi_energy_ev', float('nan')):>9.4f} {total:>14.6f} "
+            f"{total / s['number_of_atoms']:>12.6f} "
+            f"{s.get('provenance', {}).get('pw_seconds', float('nan')):>8.1f} "
+            f"{s['file_size_mb']:>6.2f}"
+        )
+    print(f"\nQE reference energy terms of {files[0].name}:")
+    with open_snapshot(files[0]) as snap:
+        s = snap.summary()
+    for key, value in s["qe"]["energies_ev"].items():
+        print(f"  {key:<14s} {value:16.6f} eV")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
