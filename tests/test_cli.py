@@ -1,0 +1,62 @@
+"""The CLI on the bundled data and configs (no QE needed)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from nearsight.cli import main
+from nearsight.config import Config, config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "al" / "data"
+
+
+def test_demo_prints_every_bundled_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(DATA.glob("*.h5"))
+    assert len(files) >= 6, "the bundled Al dataset must be in the repo"
+    assert main(["demo", "--data", str(DATA)]) == 0
+    out = capsys.readouterr().out
+    for path in files:
+        assert path.name in out
+    assert "hartree" in out and "ewald" in out
+
+
+def test_demo_without_data_says_how_to_make_it(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--data", str(tmp_path)]) == 1
+    assert "scripts/make_al_dataset.py" in capsys.readouterr().err
+
+
+def test_bundled_snapshots_are_consistent(capsys: pytest.CaptureFixture[str]) -> None:
+    from nearsight.io.dataset import read_snapshot
+
+    for path in sorted(DATA.glob("al4_*.h5")):
+        snap = read_snapshot(path, ldos=False)
+        assert snap.energy_grid is not None and snap.ldos_kernel == "fermi-dirac"
+        # Every occupied level lies 14 kernel widths inside the window.
+        assert snap.qe.eigenvalues.min() - 14 * snap.ldos_broadening_ev >= snap.energy_grid.e_min
+        assert snap.density.sum() * snap.grid.voxel_volume == pytest.approx(12.0, rel=2e-4)
+    for path in sorted(DATA.glob("al8_*.h5")):
+        snap = read_snapshot(path)
+        assert snap.ldos is None and len(snap.atoms) == 8
+        assert snap.density.sum() * snap.grid.voxel_volume == pytest.approx(24.0, rel=2e-4)
+
+
+def test_config_defaults_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "defaults"]) == 0
+    text = capsys.readouterr().out
+    assert config_from_dict(tomllib.loads(text)) == Config()
+    assert main(["config", "check", str(ROOT / "examples" / "al" / "al4.toml")]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dft]\necutwfc = 30\n")
+    assert main(["config", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "dft.ecutwfc_ry" in err and str(bad) in err
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "dft" in capsys.readouterr().out
