@@ -72,6 +72,22 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object per file")
     info.set_defaults(func=_cmd_dataset_info)
 
+    cube = ds_sub.add_parser(
+        "cube",
+        help="write a snapshot's density (or one LDOS energy) as a Gaussian cube file",
+        description="Cube files open in VESTA, OVITO and ASE; values are written in QE's "
+        "units (density in electrons/Bohr³, LDOS in states/(Ry·Bohr³)), lengths in Bohr.",
+    )
+    cube.add_argument("file", type=Path, help="snapshot .h5 file")
+    cube.add_argument("-o", "--output", type=Path, required=True, help="cube file to write")
+    cube.add_argument(
+        "--ldos-energy",
+        type=float,
+        metavar="EV",
+        help="write the LDOS at the grid energy nearest to EV (eV) instead",
+    )
+    cube.set_defaults(func=_cmd_dataset_cube)
+
     cfg = sub.add_parser("config", help="show the default config or check one")
     cfg_sub = cfg.add_subparsers(metavar="ACTION")
     defaults = cfg_sub.add_parser("defaults", help="print every setting with its default (TOML)")
@@ -141,6 +157,45 @@ def _cmd_dataset_info(args: argparse.Namespace) -> int:
             print(json.dumps(summary))
         else:
             print(_format_summary(summary))
+    return 0
+
+
+def _cmd_dataset_cube(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nearsight.io.cube import write_cube
+    from nearsight.io.dataset import open_snapshot
+
+    with open_snapshot(args.file) as snap:
+        atoms = snap.atoms()
+        if args.ldos_energy is None:
+            data = snap.load(ldos=False).density
+            if data is None:
+                raise NearsightError(f"{args.file} has no density")
+            write_cube(
+                args.output,
+                atoms,
+                data,
+                quantity="density",
+                comment=(f"nearsight density of {args.file.name}", ""),
+            )
+            print(f"wrote the density of {args.file} to {args.output}")
+            return 0
+        grid = snap.energy_grid
+        if grid is None:
+            raise NearsightError(f"{args.file} has no LDOS")
+        index = int(np.clip(round((args.ldos_energy - grid.e_min) / grid.de), 0, grid.n - 1))
+        energy = float(grid.energies[index])
+        data = snap.ldos_at(index)
+    write_cube(
+        args.output,
+        atoms,
+        data,
+        quantity="ldos",
+        energy_ev=energy,
+        comment=(f"nearsight LDOS of {args.file.name}", ""),
+    )
+    print(f"wrote the LDOS at {energy:.4f} eV of {args.file} to {args.output}")
     return 0
 
 

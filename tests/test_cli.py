@@ -60,3 +60,44 @@ def test_config_defaults_and_check(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "dft" in capsys.readouterr().out
+
+
+def test_cube_export_reads_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from nearsight.io.cube import read_cube
+    from nearsight.io.dataset import read_snapshot
+
+    path = DATA / "al4_000.h5"
+    snap = read_snapshot(path)
+    assert main(["dataset", "cube", str(path), "-o", str(tmp_path / "n.cube")]) == 0
+    cube = read_cube(tmp_path / "n.cube", quantity="density")
+    # write_cube prints 8 significant digits.
+    np.testing.assert_allclose(cube.data, snap.density, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(cube.atoms.positions % 4.05, snap.atoms.positions % 4.05, atol=1e-6)
+    assert (
+        main(
+            ["dataset", "cube", str(path), "-o", str(tmp_path / "l.cube"), "--ldos-energy", "7.53"]
+        )
+        == 0
+    )
+    assert "7.5000 eV" in capsys.readouterr().out
+    ldos = read_cube(tmp_path / "l.cube", quantity="ldos")
+    index = int(np.argmin(np.abs(snap.energy_grid.energies - 7.5)))
+    assert ldos.energy_ev == pytest.approx(7.5, abs=1e-4)
+    np.testing.assert_allclose(ldos.data, snap.ldos[..., index], rtol=1e-6, atol=1e-12)
+    assert (
+        main(
+            [
+                "dataset",
+                "cube",
+                str(DATA / "al8_000.h5"),
+                "-o",
+                str(tmp_path / "x.cube"),
+                "--ldos-energy",
+                "7.5",
+            ]
+        )
+        == 1
+    )
+    assert "has no LDOS" in capsys.readouterr().err

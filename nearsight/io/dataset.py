@@ -287,6 +287,20 @@ class SnapshotFile:
             )
         return self._h5["ldos"][x_start:x_stop]
 
+    def ldos_at(self, index: int) -> np.ndarray:
+        """LDOS at energy ``index`` of the energy grid: [nx, ny, nz] float32, 1/(eV·Å³)."""
+        grid = self.energy_grid
+        if grid is None:
+            raise InputError(
+                "this snapshot has no LDOS",
+                path=self.path,
+                field="ldos",
+                fix="run `nearsight dft` with an [ldos] section",
+            )
+        if not 0 <= index < grid.n:
+            raise IndexError(f"energy index {index} outside 0..{grid.n - 1}")
+        return self._h5["ldos"][..., index]
+
     def load(self, *, ldos: bool = True) -> Snapshot:
         """Read everything (the LDOS only if ``ldos``) into a :class:`Snapshot`."""
         try:
