@@ -1,7 +1,7 @@
 """Wall time of the DFT data pipeline and the size of what it writes.
 
-    python benchmarks/dft_pipeline.py            # 4, 8 and 32 atoms, 1 and 2 MPI ranks (~8 min)
-    python benchmarks/dft_pipeline.py --quick    # 4 and 8 atoms only (~1 min)
+    python benchmarks/dft_pipeline.py            # 4, 8 and 32 atoms, 1 and 2 MPI ranks (~25 min)
+    python benchmarks/dft_pipeline.py --quick    # 4 and 8 atoms, 1 and 2 ranks (~1.5 min)
 
 For fcc Al cells built from examples/al/al4.toml (same cutoff, LDOS window and k-point
 density), runs pw.x, pp.x density and pp.x LDOS through `run_snapshot`, then prints a table:
@@ -34,12 +34,12 @@ CASES = {4: ((1, 1, 1), (4, 4, 4)), 8: ((2, 1, 1), (2, 4, 4)), 32: ((2, 2, 2), (
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 and 8 atoms, 1 rank only")
+    parser.add_argument("--quick", action="store_true", help="4 and 8 atoms only")
     args = parser.parse_args()
     base_config, base_dir = load_config(ROOT / "examples" / "al" / "al4.toml")
     check_qe(base_config.dft)
     sizes = [4, 8] if args.quick else [4, 8, 32]
-    ranks_list = [1] if args.quick else [1, 2]
+    ranks_list = [1, 2]
     records = []
     for natoms in sizes:
         supercell, kpoints = CASES[natoms]
