@@ -153,35 +153,9 @@ def test_structure_files_and_mpi(tmp_path: Path) -> None:
         pytest.skip("mpirun not on PATH: apt-get install openmpi-bin")
     atoms = bulk("Al", "fcc", a=4.05)
     write(tmp_path / "al.extxyz", atoms)
-    cfg = tiny_config(tmp_path)
-    assert (
-        main(
-            [
-                "dft",
-                str(cfg),
-                "--structure",
-                str(tmp_path / "al.extxyz"),
-                "-o",
-                str(tmp_path / "serial"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "dft",
-                str(cfg),
-                "--structure",
-                str(tmp_path / "al.extxyz"),
-                "-o",
-                str(tmp_path / "mpi"),
-                "--mpi",
-                "2",
-            ]
-        )
-        == 0
-    )
+    run = ["dft", str(tiny_config(tmp_path)), "--structure", str(tmp_path / "al.extxyz")]
+    assert main([*run, "-o", str(tmp_path / "serial")]) == 0
+    assert main([*run, "-o", str(tmp_path / "mpi"), "--mpi", "2"]) == 0
     serial = read_snapshot(tmp_path / "serial" / "al1_000.h5", ldos=False)
     parallel = read_snapshot(tmp_path / "mpi" / "al1_000.h5", ldos=False)
     np.testing.assert_allclose(serial.atoms.positions, atoms.positions, atol=1e-9)
