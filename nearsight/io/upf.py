@@ -640,6 +640,15 @@ def read_upf(path: str | os.PathLike[str]) -> Pseudopotential:
             path=path,
             fix="check that the file exists and is readable",
         ) from None
+    return parse_upf(raw, path)
+
+
+def parse_upf(raw: bytes, path: str | os.PathLike[str]) -> Pseudopotential:
+    """Parse the bytes of a UPF v1 or v2 file; ``path`` names it in errors and the result.
+
+    Used for pseudopotentials stored inside snapshot files; see :func:`read_upf`.
+    """
+    path = Path(path)
     if not raw.strip():
         raise InputError(
             "file is empty",
