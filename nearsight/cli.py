@@ -88,6 +88,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     cube.set_defaults(func=_cmd_dataset_cube)
 
+    energy = sub.add_parser(
+        "energy",
+        help="total free energy and its terms from an LDOS (or density), beside QE's",
+        description="Compute the Fermi level, band energy, -TS, Hartree, exchange-correlation "
+        "and Ewald energies and the total free energy from a snapshot's LDOS, or from pp.x "
+        "cube files with the pw.x output, and print them beside QE's printed values with the "
+        "difference in meV/atom (meV for the Fermi level). With only a density (a snapshot "
+        "without LDOS, or --density without --ldos) the density terms are printed.",
+        epilog="examples:\n"
+        "  nearsight energy examples/al/data/al4_000.h5\n"
+        "  nearsight energy --qe-output scf.out --ldos 'ldos*.cube' --pseudo-dir pseudo --json\n"
+        "  nearsight energy --qe-output scf.out --density density.cube --pseudo-dir pseudo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    energy.add_argument("dataset", type=Path, nargs="?", help="snapshot .h5 file")
+    energy.add_argument("--qe-output", type=Path, metavar="PW.OUT", help="pw.x output file")
+    energy.add_argument(
+        "--ldos", metavar="GLOB", help="pp.x LDOS cube files (plot_num=3), a quoted glob"
+    )
+    energy.add_argument("--density", type=Path, metavar="CUBE", help="pp.x density cube")
+    energy.add_argument(
+        "--energy-grid",
+        type=float,
+        nargs=3,
+        metavar=("EMIN", "DE", "N"),
+        help="energies of the LDOS cubes (eV, eV, count); default: read from the cubes",
+    )
+    energy.add_argument(
+        "--pseudo-dir", type=Path, metavar="DIR", help="directory of the pw.x run's UPF files"
+    )
+    energy.add_argument(
+        "--temperature",
+        type=float,
+        metavar="K",
+        help="electronic temperature; default: the snapshot's, or pw.x's Fermi-Dirac degauss",
+    )
+    energy.add_argument(
+        "--method",
+        choices=("analytic", "trapezoid", "simpson"),
+        default="analytic",
+        help="energy integration against the Fermi function (default: analytic)",
+    )
+    energy.add_argument("--json", action="store_true", help="print one JSON object")
+    energy.set_defaults(func=_cmd_energy)
+
     cfg = sub.add_parser("config", help="show the default config or check one")
     cfg_sub = cfg.add_subparsers(metavar="ACTION")
     defaults = cfg_sub.add_parser("defaults", help="print every setting with its default (TOML)")
@@ -235,6 +280,41 @@ def _format_summary(s: dict) -> str:
             f"{prov.get('pp_ldos_seconds', 0):.1f} s"
         )
     return "\n".join(lines)
+
+
+def _cmd_energy(args: argparse.Namespace) -> int:
+    from nearsight.energy_report import energy_report
+
+    report = energy_report(
+        dataset=args.dataset,
+        qe_output=args.qe_output,
+        ldos_glob=args.ldos,
+        density_cube=args.density,
+        energy_grid=args.energy_grid,
+        pseudo_dir=args.pseudo_dir,
+        temperature_k=args.temperature,
+        method=args.method,
+    )
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0
+    print(report.source)
+    print(
+        f"{report.number_of_atoms} atoms, grid {report.grid_shape}, T = "
+        f"{report.temperature_k:.2f} K, functional {report.functional}"
+        + (f", integration {report.method}" if report.from_ldos else ", density terms only")
+    )
+    header = f"{'term':<24}{'nearsight (eV)':>18}{'QE (eV)':>18}{'difference':>20}"
+    print(header)
+    print("-" * len(header))
+    for row in report.rows():
+        ours = f"{row.ours:.6f}"
+        theirs = "" if row.qe is None else f"{row.qe:.6f}"
+        diff = "" if row.difference is None else f"{row.difference:+.4f} {row.unit}"
+        print(f"{row.label:<24}{ours:>18}{theirs:>18}{diff:>20}")
+    if report.from_ldos:
+        print("QE's band energy is Σ_k w_k Σ_j f(ε_kj) ε_kj from its printed eigenvalues.")
+    return 0
 
 
 def _cmd_config_defaults(args: argparse.Namespace) -> int:

@@ -1,0 +1,206 @@
+"""The total free energy from an LDOS or the density terms from a density.
+
+Harris-Foulkes form (paper 002, Eq. 15, with QE's ion-ion term):
+
+    A = E_b − TS − E_H[n] + E_xc[n + n_core] − ∫ v_xc[n + n_core] n + E_ewald,
+
+where E_b, −TS and the Fermi level come from the DOS D(ε) = ∫ d(ε, r) dr and the density
+n(r) = ∫ f(ε) d(ε, r) dε. QE prints the same sum as one-electron + Hartree + xc + Ewald +
+smearing terms, with one-electron = E_b − 2 E_H − ∫ v_xc n (:attr:`EnergyTerms.one_electron`).
+
+Every step is linear in the number of atoms except the FFTs (N log N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from nearsight.errors import InputError
+from nearsight.grid import EnergyGrid
+from nearsight.physics import _backend as bk
+from nearsight.physics.core_density import core_density
+from nearsight.physics.ewald import ewald_energy
+from nearsight.physics.fermi import band_observables, integration_weights
+from nearsight.physics.hartree import hartree
+from nearsight.physics.system import EnergySystem
+from nearsight.physics.xc import exchange_correlation
+
+
+@dataclass(frozen=True)
+class DensityTerms:
+    """Energy terms that need only the density (eV)."""
+
+    hartree: float
+    xc: float
+    xc_potential_integral: float
+    ewald: float
+
+
+@dataclass(frozen=True)
+class EnergyTerms:
+    """Every term of the total free energy (eV; electrons for the count).
+
+    Floats, or 0-d float64 tensors when the LDOS was a tensor.
+    """
+
+    fermi_energy: float
+    number_of_electrons: float
+    band_energy: float
+    entropy_contribution: float
+    hartree: float
+    xc: float
+    xc_potential_integral: float
+    ewald: float
+    total_energy: float
+
+    @property
+    def one_electron(self) -> float:
+        """QE's "one-electron contribution": E_b − 2 E_H − ∫ v_xc n (eV)."""
+        return self.band_energy - 2.0 * self.hartree - self.xc_potential_integral
+
+    def as_dict(self) -> dict[str, float]:
+        """The terms by name, with ``one_electron`` added."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return values | {"one_electron": self.one_electron}
+
+
+def _check_grid(name: str, array: np.ndarray, ndim: int) -> None:
+    if array.ndim != ndim:
+        raise InputError(
+            f"{name} must have {ndim} axes, got shape {tuple(array.shape)}",
+            field=name,
+            fix="give grid data as " + ("[nx, ny, nz, ne]" if ndim == 4 else "[nx, ny, nz]"),
+        )
+    if not np.all(np.isfinite(bk.to_numpy(array))):
+        raise InputError(
+            f"{name} contains NaN or infinite values",
+            field=name,
+            fix="check the files or the model that produced it",
+        )
+
+
+def density_terms(density: np.ndarray, system: EnergySystem) -> DensityTerms:
+    """Hartree, exchange-correlation (with core correction) and Ewald energies.
+
+    Args:
+        density: valence density [nx, ny, nz] in 1/Å³ on the system's cell.
+        system: atoms, pseudopotentials and cutoff.
+    """
+    _check_grid("density", density, 3)
+    density = np.asarray(bk.to_numpy(density), dtype=np.float64)
+    cell = np.asarray(system.atoms.cell[:])
+    shape = tuple(density.shape)
+    _check_cutoff(system, shape)
+    e_h, _ = hartree(density, cell, ecutrho_ry=system.ecutrho_ry)
+    core = core_density(system.atoms, shape, system.pseudopotentials, ecutrho_ry=system.ecutrho_ry)
+    xc = exchange_correlation(
+        density, cell, system.functional, core_density=core, ecutrho_ry=system.ecutrho_ry
+    )
+    e_ewald = ewald_energy(
+        system.atoms.positions, cell, system.charges, ecutrho_ry=system.ecutrho_ry
+    )
+    return DensityTerms(float(e_h), xc.energy, xc.potential_integral, float(e_ewald))
+
+
+def _check_cutoff(system: EnergySystem, shape: tuple[int, ...]) -> None:
+    """The grid must hold QE's density sphere, or the core density would be cut short."""
+    if system.ecutrho_ry is None:
+        return
+    from nearsight.physics.reciprocal import ReciprocalGrid
+
+    rgrid = ReciprocalGrid.of(system.atoms.cell[:], shape)
+    sphere = rgrid.within(system.ecutrho_ry)
+    if np.any(sphere & rgrid.nyquist):
+        raise InputError(
+            f"grid {shape} is too coarse for ecutrho = {system.ecutrho_ry} Ry: the density "
+            "sphere reaches the grid's Nyquist frequency",
+            field="grid",
+            fix="use the FFT grid pw.x chose for this cutoff (its 'FFT dimensions' line)",
+        )
+
+
+def ldos_to_dos(ldos: bk.Array, voxel_volume: float) -> bk.Array:
+    """D(ε) = ∫ d(ε, r) dr: [ne] in states/eV from an LDOS [nx, ny, nz, ne] in 1/(eV·Å³)."""
+    return ldos.sum((0, 1, 2)) * voxel_volume
+
+
+def total_energy(
+    ldos: bk.Array,
+    energy_grid: EnergyGrid,
+    system: EnergySystem,
+    *,
+    method: str = "analytic",
+) -> tuple[EnergyTerms, bk.Array]:
+    """The total free energy and the density from an LDOS.
+
+    Args:
+        ldos: [nx, ny, nz, ne] in 1/(eV·Å³) on ``energy_grid``; a numpy array of any float
+            dtype or a torch tensor (computed in float64 either way).
+        energy_grid: the LDOS energies (eV).
+        system: atoms, pseudopotentials, temperature, electron count and cutoff.
+        method: energy integration, see :func:`nearsight.physics.fermi.integration_weights`.
+
+    Returns:
+        ``(terms, density)``: all terms in eV and the density [nx, ny, nz] in 1/Å³. For a
+        tensor LDOS every term is a 0-d float64 tensor on the LDOS's device, differentiable
+        with respect to the LDOS (the Fermi level included), and the density is a tensor.
+
+    Raises:
+        InputError: NaN in the LDOS, an LDOS whose energy axis does not match the grid, an
+            electron count the window cannot hold.
+    """
+    _check_grid("ldos", ldos, 4)
+    if ldos.shape[3] != energy_grid.n:
+        raise InputError(
+            f"LDOS has {ldos.shape[3]} energies but the energy grid has {energy_grid.n}",
+            field="energy_grid",
+            fix="give the energy grid the LDOS was computed on",
+        )
+    shape = tuple(int(n) for n in ldos.shape[:3])
+    _check_cutoff(system, shape)
+    cell = np.asarray(system.atoms.cell[:])
+    voxel = float(np.linalg.det(cell)) / float(np.prod(shape))
+    ldos = bk.float64(ldos)
+    dos = ldos_to_dos(ldos, voxel)
+    kt, n_e = system.kt_ev, system.number_of_electrons
+    if bk.is_tensor(ldos):
+        from nearsight.physics.torch_terms import fermi_weights, xc_terms
+
+        weights, mu = fermi_weights(dos, energy_grid, n_e, kt, method)
+        number, band, entropy = (weights[i] @ dos for i in range(3))
+        density = ldos @ weights[0]
+        core = core_density(
+            system.atoms, shape, system.pseudopotentials, ecutrho_ry=system.ecutrho_ry
+        )
+        e_xc, v_xc_n = xc_terms(density, cell, system.functional, core, system.ecutrho_ry)
+    else:
+        result = band_observables(dos, energy_grid, n_e, kt, method)
+        mu, number = result.fermi_energy, result.number_of_electrons
+        band, entropy = result.band_energy, result.entropy_contribution
+        density = ldos @ integration_weights(energy_grid, mu, kt, method).number
+        core = core_density(
+            system.atoms, shape, system.pseudopotentials, ecutrho_ry=system.ecutrho_ry
+        )
+        xc = exchange_correlation(
+            density, cell, system.functional, core_density=core, ecutrho_ry=system.ecutrho_ry
+        )
+        e_xc, v_xc_n = xc.energy, xc.potential_integral
+    e_h, _ = hartree(density, cell, ecutrho_ry=system.ecutrho_ry)
+    e_ewald = ewald_energy(
+        system.atoms.positions, cell, system.charges, ecutrho_ry=system.ecutrho_ry
+    )
+    total = band + entropy - e_h + e_xc - v_xc_n + e_ewald
+    terms = EnergyTerms(
+        fermi_energy=mu,
+        number_of_electrons=number,
+        band_energy=band,
+        entropy_contribution=entropy,
+        hartree=e_h,
+        xc=e_xc,
+        xc_potential_integral=v_xc_n,
+        ewald=e_ewald,
+        total_energy=total,
+    )
+    return terms, density
