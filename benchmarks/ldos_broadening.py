@@ -80,8 +80,7 @@ def main() -> int:
                     "band_mev_per_atom": per_atom * (terms.band_energy - ref.band_energy),
                     "entropy_mev_per_atom": per_atom
                     * (terms.entropy_contribution - qe.energies["smearing"]),
-                    "total_mev_per_atom": per_atom
-                    * (terms.total_energy - qe.energies["total"]),
+                    "total_mev_per_atom": per_atom * (terms.total_energy - qe.energies["total"]),
                     "density_mape_percent": float(
                         100 * np.mean(np.abs(density - snap.density) / np.abs(snap.density))
                     ),

@@ -21,7 +21,9 @@ def test_demo_prints_every_bundled_snapshot(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     for path in files:
         assert path.name in out
-    assert "hartree" in out and "ewald" in out
+    assert "Hartree" in out and "Ewald" in out
+    # The physics table: LDOS snapshots get the total, density-only ones the density terms.
+    assert "LDOS" in out and "density" in out and "nearsight total (eV)" in out
 
 
 def test_demo_without_data_says_how_to_make_it(tmp_path: Path, capsys) -> None:
