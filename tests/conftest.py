@@ -22,6 +22,18 @@ PBE_NLCC_UPF = PSEUDO_DIR / "Al.pbe-nlcc-rrkj.UPF"
 LDA_UPF = PSEUDO_DIR / "Al.pz-vbc.UPF"
 DEBIAN_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
 
+ENERGY_JSON_KEYS = (
+    "fermi_energy",
+    "number_of_electrons",
+    "band_energy",
+    "entropy_contribution",
+    "hartree",
+    "xc",
+    "ewald",
+    "total_energy",
+)
+"""The keys the issue fixes for ``nearsight energy --json`` (and later ``predict --json``)."""
+
 QE_MISSING = shutil.which("pw.x") is None or shutil.which("pp.x") is None
 requires_qe = pytest.mark.skipif(
     QE_MISSING,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO
+from conftest import ENERGY_JSON_KEYS, REPO
 
 from nearsight.cli import main
 
@@ -23,17 +23,7 @@ def test_energy_of_a_snapshot_with_ldos_prints_every_term(capsys):
 def test_energy_json_has_the_documented_keys(capsys):
     assert main(["energy", str(DATA / "al4_000.h5"), "--json", "--method", "simpson"]) == 0
     result = json.loads(capsys.readouterr().out)
-    keys = (
-        "fermi_energy",
-        "number_of_electrons",
-        "band_energy",
-        "entropy_contribution",
-        "hartree",
-        "xc",
-        "ewald",
-        "total_energy",
-    )
-    for key in keys:
+    for key in ENERGY_JSON_KEYS:
         assert isinstance(result[key], float), key
     assert result["method"] == "simpson"
     assert result["number_of_electrons"] == pytest.approx(12.0, abs=1e-9)

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ENERGY_JSON_KEYS
 
 from nearsight.cli import main
 from nearsight.grid import EnergyGrid
@@ -93,17 +94,7 @@ def test_energy_cli_json_from_qe_files(qe_al1_fine_ldos, capsys):
     )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    keys = (
-        "fermi_energy",
-        "number_of_electrons",
-        "band_energy",
-        "entropy_contribution",
-        "hartree",
-        "xc",
-        "ewald",
-        "total_energy",
-    )
-    assert all(isinstance(result[k], float) for k in keys)
+    assert all(isinstance(result[k], float) for k in ENERGY_JSON_KEYS)
     for key in ("fermi_energy", "hartree", "xc", "ewald", "total_energy", "band_energy"):
         assert key in result["qe"]
     assert abs(result["total_energy"] - result["qe"]["total_energy"]) * 1e3 < 2.0

@@ -24,13 +24,14 @@ from nearsight.physics.core_density import core_density
 from nearsight.physics.ewald import ewald_energy
 from nearsight.physics.fermi import band_observables, integration_weights
 from nearsight.physics.hartree import hartree
+from nearsight.physics.reciprocal import ReciprocalGrid
 from nearsight.physics.system import EnergySystem
 from nearsight.physics.xc import exchange_correlation
 
 
 @dataclass(frozen=True)
 class DensityTerms:
-    """Energy terms that need only the density (eV)."""
+    """Energy terms that need only the density (eV; 0-d tensors for a tensor density)."""
 
     hartree: float
     xc: float
@@ -81,35 +82,39 @@ def _check_grid(name: str, array: np.ndarray, ndim: int) -> None:
         )
 
 
-def density_terms(density: np.ndarray, system: EnergySystem) -> DensityTerms:
+def density_terms(density: bk.Array, system: EnergySystem) -> DensityTerms:
     """Hartree, exchange-correlation (with core correction) and Ewald energies.
 
     Args:
-        density: valence density [nx, ny, nz] in 1/Å³ on the system's cell.
+        density: valence density [nx, ny, nz] in 1/Å³ on the system's cell; numpy, or a
+            torch tensor for differentiable terms (0-d tensors; Ewald stays a float).
         system: atoms, pseudopotentials and cutoff.
     """
     _check_grid("density", density, 3)
-    density = np.asarray(bk.to_numpy(density), dtype=np.float64)
+    density = bk.float64(density)
     cell = np.asarray(system.atoms.cell[:])
-    shape = tuple(density.shape)
+    shape = tuple(int(n) for n in density.shape)
     _check_cutoff(system, shape)
-    e_h, _ = hartree(density, cell, ecutrho_ry=system.ecutrho_ry)
-    core = core_density(system.atoms, shape, system.pseudopotentials, ecutrho_ry=system.ecutrho_ry)
-    xc = exchange_correlation(
-        density, cell, system.functional, core_density=core, ecutrho_ry=system.ecutrho_ry
-    )
-    e_ewald = ewald_energy(
-        system.atoms.positions, cell, system.charges, ecutrho_ry=system.ecutrho_ry
-    )
-    return DensityTerms(float(e_h), xc.energy, xc.potential_integral, float(e_ewald))
+    cutoff = system.ecutrho_ry
+    core = core_density(system.atoms, shape, system.pseudopotentials, ecutrho_ry=cutoff)
+    if bk.is_tensor(density):
+        from nearsight.physics.torch_terms import xc_terms
+
+        e_xc, v_xc_n = xc_terms(density, cell, system.functional, core, cutoff)
+    else:
+        xc = exchange_correlation(
+            density, cell, system.functional, core_density=core, ecutrho_ry=cutoff
+        )
+        e_xc, v_xc_n = xc.energy, xc.potential_integral
+    e_h, _ = hartree(density, cell, ecutrho_ry=cutoff)
+    e_ewald = ewald_energy(system.atoms.positions, cell, system.charges, ecutrho_ry=cutoff)
+    return DensityTerms(e_h, e_xc, v_xc_n, e_ewald)
 
 
 def _check_cutoff(system: EnergySystem, shape: tuple[int, ...]) -> None:
     """The grid must hold QE's density sphere, or the core density would be cut short."""
     if system.ecutrho_ry is None:
         return
-    from nearsight.physics.reciprocal import ReciprocalGrid
-
     rgrid = ReciprocalGrid.of(system.atoms.cell[:], shape)
     sphere = rgrid.within(system.ecutrho_ry)
     if np.any(sphere & rgrid.nyquist):
@@ -159,48 +164,33 @@ def total_energy(
             fix="give the energy grid the LDOS was computed on",
         )
     shape = tuple(int(n) for n in ldos.shape[:3])
-    _check_cutoff(system, shape)
     cell = np.asarray(system.atoms.cell[:])
     voxel = float(np.linalg.det(cell)) / float(np.prod(shape))
     ldos = bk.float64(ldos)
     dos = ldos_to_dos(ldos, voxel)
     kt, n_e = system.kt_ev, system.number_of_electrons
     if bk.is_tensor(ldos):
-        from nearsight.physics.torch_terms import fermi_weights, xc_terms
+        from nearsight.physics.torch_terms import fermi_weights
 
         weights, mu = fermi_weights(dos, energy_grid, n_e, kt, method)
         number, band, entropy = (weights[i] @ dos for i in range(3))
         density = ldos @ weights[0]
-        core = core_density(
-            system.atoms, shape, system.pseudopotentials, ecutrho_ry=system.ecutrho_ry
-        )
-        e_xc, v_xc_n = xc_terms(density, cell, system.functional, core, system.ecutrho_ry)
     else:
         result = band_observables(dos, energy_grid, n_e, kt, method)
         mu, number = result.fermi_energy, result.number_of_electrons
         band, entropy = result.band_energy, result.entropy_contribution
         density = ldos @ integration_weights(energy_grid, mu, kt, method).number
-        core = core_density(
-            system.atoms, shape, system.pseudopotentials, ecutrho_ry=system.ecutrho_ry
-        )
-        xc = exchange_correlation(
-            density, cell, system.functional, core_density=core, ecutrho_ry=system.ecutrho_ry
-        )
-        e_xc, v_xc_n = xc.energy, xc.potential_integral
-    e_h, _ = hartree(density, cell, ecutrho_ry=system.ecutrho_ry)
-    e_ewald = ewald_energy(
-        system.atoms.positions, cell, system.charges, ecutrho_ry=system.ecutrho_ry
-    )
-    total = band + entropy - e_h + e_xc - v_xc_n + e_ewald
+    d = density_terms(density, system)
+    total = band + entropy - d.hartree + d.xc - d.xc_potential_integral + d.ewald
     terms = EnergyTerms(
         fermi_energy=mu,
         number_of_electrons=number,
         band_energy=band,
         entropy_contribution=entropy,
-        hartree=e_h,
-        xc=e_xc,
-        xc_potential_integral=v_xc_n,
-        ewald=e_ewald,
+        hartree=d.hartree,
+        xc=d.xc,
+        xc_potential_integral=d.xc_potential_integral,
+        ewald=d.ewald,
         total_energy=total,
     )
     return terms, density

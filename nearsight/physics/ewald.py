@@ -32,7 +32,7 @@ from scipy.special import erfc, erfcinv
 
 from nearsight.errors import InputError
 from nearsight.physics.reciprocal import ReciprocalGrid
-from nearsight.physics.structure_factor import structure_factor
+from nearsight.physics.structure_factor import checked_positions, structure_factor
 from nearsight.units import BOHR_ANGSTROM, HARTREE_EV
 
 __all__ = ["ewald_energy", "qe_ewald_alpha"]
@@ -179,21 +179,11 @@ def _validated(
     positions: np.ndarray, cell: np.ndarray, charges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked float64 copies; positions wrapped into the cell."""
-    positions = np.asarray(positions, dtype=float)
+    positions = checked_positions(positions)
+    if len(positions) == 0:
+        raise InputError("no atoms: the Ewald energy needs at least one", field="positions")
     cell = np.asarray(cell, dtype=float)
     charges = np.asarray(charges, dtype=float)
-    if positions.ndim != 2 or positions.shape[1] != 3 or len(positions) == 0:
-        raise InputError(
-            f"positions must have shape [N, 3] with N ≥ 1, got {positions.shape}",
-            field="positions",
-            fix="give one Cartesian position (Å) per atom",
-        )
-    if not np.all(np.isfinite(positions)):
-        raise InputError(
-            "positions contain NaN or infinite values",
-            field="positions",
-            fix="give finite Cartesian positions in Å",
-        )
     if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
         raise InputError(
             f"cell must be a finite 3x3 matrix, got shape {cell.shape}",

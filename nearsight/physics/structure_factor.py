@@ -169,14 +169,14 @@ def _spread(
     return grid.reshape(shape)
 
 
-def _fractional(positions: np.ndarray, rgrid: ReciprocalGrid) -> np.ndarray:
-    """Fractional coordinates [N, 3] of Cartesian ``positions`` (Å), wrapped into [0, 1]."""
+def checked_positions(positions: np.ndarray) -> np.ndarray:
+    """``positions`` as float64 [N, 3] (Å); InputError for another shape, NaN or inf."""
     positions = np.asarray(positions, dtype=float)
     if positions.ndim != 2 or positions.shape[1] != 3:
         raise InputError(
             f"positions must have shape [N, 3], got {positions.shape}",
             field="positions",
-            fix="give one Cartesian position (Å) per row",
+            fix="give one Cartesian position (Å) per atom",
         )
     if not np.all(np.isfinite(positions)):
         raise InputError(
@@ -184,7 +184,12 @@ def _fractional(positions: np.ndarray, rgrid: ReciprocalGrid) -> np.ndarray:
             field="positions",
             fix="give finite Cartesian positions in Å",
         )
-    u = positions @ np.linalg.inv(rgrid.grid.cell)
+    return positions
+
+
+def _fractional(positions: np.ndarray, rgrid: ReciprocalGrid) -> np.ndarray:
+    """Fractional coordinates [N, 3] of Cartesian ``positions`` (Å), wrapped into [0, 1]."""
+    u = checked_positions(positions) @ np.linalg.inv(rgrid.grid.cell)
     return u - np.floor(u)
 
 
