@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from nearsight.config import load_config
 from nearsight.dft.runner import check_qe, run_snapshot
+from nearsight.energy_report import density_mape_percent
 from nearsight.io.dataset import read_snapshot
 from nearsight.physics.energy import total_energy
 from nearsight.physics.fermi import METHODS
@@ -81,9 +80,7 @@ def main() -> int:
                     "entropy_mev_per_atom": per_atom
                     * (terms.entropy_contribution - qe.energies["smearing"]),
                     "total_mev_per_atom": per_atom * (terms.total_energy - qe.energies["total"]),
-                    "density_mape_percent": float(
-                        100 * np.mean(np.abs(density - snap.density) / np.abs(snap.density))
-                    ),
+                    "density_mape_percent": density_mape_percent(density, snap.density),
                     "pp_ldos_seconds": run.pp_ldos_seconds,
                     "energy_seconds": seconds,
                 }

@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         "and Ewald energies and the total free energy from a snapshot's LDOS, or from pp.x "
         "cube files with the pw.x output, and print them beside QE's printed values with the "
         "difference in meV/atom (meV for the Fermi level). With only a density (a snapshot "
-        "without LDOS, or --density without --ldos) the density terms are printed.",
+        "without LDOS, or --density without --ldos) the density terms are printed; with both, "
+        "the density from the LDOS is compared with pp.x's (MAPE).",
         epilog="examples:\n"
         "  nearsight energy examples/al/data/al4_000.h5\n"
         "  nearsight energy --qe-output scf.out --ldos 'ldos*.cube' --pseudo-dir pseudo --json\n"
@@ -312,6 +313,8 @@ def _cmd_energy(args: argparse.Namespace) -> int:
         theirs = "" if row.qe is None else f"{row.qe:.6f}"
         diff = "" if row.difference is None else f"{row.difference:+.4f} {row.unit}"
         print(f"{row.label:<24}{ours:>18}{theirs:>18}{diff:>20}")
+    if report.density_mape_percent is not None:
+        print(f"density from the LDOS vs pp.x's: MAPE {report.density_mape_percent:.3f}%")
     if report.from_ldos:
         print("QE's band energy is Σ_k w_k Σ_j f(ε_kj) ε_kj from its printed eigenvalues.")
     return 0

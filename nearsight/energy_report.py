@@ -62,6 +62,7 @@ class EnergyReport:
     from_ldos: bool
     ours: dict[str, float]
     qe: dict[str, float]
+    density_mape_percent: float | None = None
 
     def rows(self) -> list[Row]:
         """Table rows in report order; differences per atom except E_F (meV) and N_e."""
@@ -82,7 +83,10 @@ class EnergyReport:
         return out
 
     def as_json(self) -> dict:
-        """Our values under :data:`ENERGY_KEYS`, QE's under ``qe``, and the context."""
+        """Our values under :data:`ENERGY_KEYS`, QE's under ``qe``, and the context.
+
+        ``density_mape_percent`` compares the LDOS density with pp.x's, when both exist.
+        """
         return self.ours | {
             "qe": self.qe,
             "number_of_atoms": self.number_of_atoms,
@@ -90,6 +94,7 @@ class EnergyReport:
             "temperature_k": self.temperature_k,
             "functional": self.functional,
             "method": self.method if self.from_ldos else None,
+            "density_mape_percent": self.density_mape_percent,
             "source": self.source,
         }
 
@@ -143,8 +148,11 @@ def _from_dataset(path: Path, temperature_k: float | None, method: str) -> Energ
         qe = qe_values(
             snapshot.qe.energies, snapshot.qe.fermi_energy, snapshot.qe.number_of_electrons, band
         )
+    mape = None
     if snapshot.ldos is not None:
-        ours = _ldos_terms(snapshot.ldos, snapshot.energy_grid, system, method)
+        ours, density = _ldos_terms(snapshot.ldos, snapshot.energy_grid, system, method)
+        if snapshot.density is not None:
+            mape = density_mape_percent(density, snapshot.density)
     elif snapshot.density is not None:
         ours = _density_only(snapshot.density, system)
         qe = {k: v for k, v in qe.items() if k in DENSITY_KEYS}
@@ -155,7 +163,7 @@ def _from_dataset(path: Path, temperature_k: float | None, method: str) -> Energ
             fix="rerun `nearsight dft` for it",
         )
     return _report(
-        str(path), system, snapshot.grid_shape, method, snapshot.ldos is not None, ours, qe
+        str(path), system, snapshot.grid_shape, method, snapshot.ldos is not None, ours, qe, mape
     )
 
 
@@ -198,8 +206,13 @@ def _from_qe_files(
                 output.eigenvalues, output.k_weights, output.number_of_electrons, system.kt_ev
             )
         qe = qe_values(_energies(output), output.fermi_energy, output.number_of_electrons, band)
-        ours = _ldos_terms(ldos, grid, system, method)
-        return _report(ldos_glob, system, header.shape, method, True, ours, qe)
+        ours, density = _ldos_terms(ldos, grid, system, method)
+        mape = None
+        if density_cube is not None:
+            cube = read_cube(density_cube, "density")
+            _check_shape(cube.shape, output.fft_grid, density_cube, qe_output)
+            mape = density_mape_percent(density, cube.data)
+        return _report(ldos_glob, system, header.shape, method, True, ours, qe, mape)
     cube = read_cube(density_cube, "density")
     _check_shape(cube.shape, output.fft_grid, density_cube, qe_output)
     qe = qe_values(_energies(output), None, output.number_of_electrons, None)
@@ -238,10 +251,17 @@ def _checked_energy_grid(given: tuple[float, float, float], found: EnergyGrid) -
     return grid
 
 
-def _ldos_terms(ldos, grid, system: EnergySystem, method: str) -> dict[str, float]:
-    terms, _ = total_energy(ldos, grid, system, method=method)
+def _ldos_terms(
+    ldos, grid, system: EnergySystem, method: str
+) -> tuple[dict[str, float], np.ndarray]:
+    terms, density = total_energy(ldos, grid, system, method=method)
     values = terms.as_dict()
-    return {k: values[k] for k in ENERGY_KEYS}
+    return {k: values[k] for k in ENERGY_KEYS}, density
+
+
+def density_mape_percent(density: np.ndarray, reference: np.ndarray) -> float:
+    """Mean absolute percentage error of ``density`` against ``reference`` [nx, ny, nz]."""
+    return float(100.0 * np.mean(np.abs(density - reference) / np.abs(reference)))
 
 
 def _density_only(density, system: EnergySystem) -> dict[str, float]:
@@ -249,7 +269,7 @@ def _density_only(density, system: EnergySystem) -> dict[str, float]:
     return {"hartree": terms.hartree, "xc": terms.xc, "ewald": terms.ewald}
 
 
-def _report(source, system, shape, method, from_ldos, ours, qe) -> EnergyReport:
+def _report(source, system, shape, method, from_ldos, ours, qe, mape=None) -> EnergyReport:
     return EnergyReport(
         source=source,
         number_of_atoms=len(system.atoms),
@@ -260,4 +280,5 @@ def _report(source, system, shape, method, from_ldos, ours, qe) -> EnergyReport:
         from_ldos=from_ldos,
         ours=ours,
         qe=qe,
+        density_mape_percent=mape,
     )

@@ -87,6 +87,8 @@ def test_energy_cli_json_from_qe_files(qe_al1_fine_ldos, capsys):
             str(run.pw_output),
             "--ldos",
             str(run.directory / "fine*.cube"),
+            "--density",
+            str(run.density_cube),
             "--pseudo-dir",
             str(run.directory),
             "--json",
@@ -98,6 +100,7 @@ def test_energy_cli_json_from_qe_files(qe_al1_fine_ldos, capsys):
     for key in ("fermi_energy", "hartree", "xc", "ewald", "total_energy", "band_energy"):
         assert key in result["qe"]
     assert abs(result["total_energy"] - result["qe"]["total_energy"]) * 1e3 < 2.0
+    assert 0 < result["density_mape_percent"] < 0.5
 
 
 def test_energy_cli_table_density_only(qe_al4, capsys):
