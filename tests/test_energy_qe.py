@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ENERGY_JSON_KEYS
+from conftest import ENERGY_JSON_KEYS, LDA_UPF
 
 from nearsight.cli import main
 from nearsight.grid import EnergyGrid
@@ -136,3 +136,12 @@ def test_energy_cli_rejects_cubes_of_another_run(qe_al1, qe_al4, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "does not match the FFT grid" in err and "fix:" in err
+
+
+def test_a_pseudopotential_other_than_pw_x_used_is_refused(qe_al4, tmp_path, capsys):
+    """Same file name, other content: caught by the MD5 sum pw.x printed."""
+    (tmp_path / qe_al4.pseudo.name).write_bytes(LDA_UPF.read_bytes())
+    args = ["energy", "--qe-output", str(qe_al4.pw_output), "--density"]
+    code = main([*args, str(qe_al4.density_cube), "--pseudo-dir", str(tmp_path)])
+    assert code == 1
+    assert "is not the file pw.x used" in capsys.readouterr().err

@@ -74,7 +74,9 @@ def _check_grid(name: str, array: np.ndarray, ndim: int) -> None:
             field=name,
             fix="give grid data as " + ("[nx, ny, nz, ne]" if ndim == 4 else "[nx, ny, nz]"),
         )
-    if not np.all(np.isfinite(bk.to_numpy(array))):
+    values = bk.to_numpy(array)
+    # Plane by plane: a boolean mask of a whole large LDOS would cost a quarter of its size.
+    if not all(np.isfinite(values[i]).all() for i in range(values.shape[0])):
         raise InputError(
             f"{name} contains NaN or infinite values",
             field=name,
@@ -127,8 +129,24 @@ def _check_cutoff(system: EnergySystem, shape: tuple[int, ...]) -> None:
 
 
 def ldos_to_dos(ldos: bk.Array, voxel_volume: float) -> bk.Array:
-    """D(ε) = ∫ d(ε, r) dr: [ne] in states/eV from an LDOS [nx, ny, nz, ne] in 1/(eV·Å³)."""
-    return ldos.sum((0, 1, 2)) * voxel_volume
+    """D(ε) = ∫ d(ε, r) dr: [ne] in states/eV from an LDOS [nx, ny, nz, ne] in 1/(eV·Å³).
+
+    A numpy LDOS of any float type is summed with a float64 accumulator, without a copy.
+    """
+    if bk.is_tensor(ldos):
+        return ldos.sum((0, 1, 2)) * voxel_volume
+    return np.sum(ldos, axis=(0, 1, 2), dtype=np.float64) * voxel_volume
+
+
+def density_from_ldos(ldos: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """n(r) = Σ_i w_i d(ε_i, r): [nx, ny, nz] float64 from an LDOS [nx, ny, nz, ne].
+
+    Works one x-slab at a time, so a float32 LDOS is never copied whole to float64.
+    """
+    density = np.empty(ldos.shape[:3])
+    for i in range(ldos.shape[0]):
+        density[i] = np.asarray(ldos[i], dtype=np.float64) @ weights
+    return density
 
 
 def total_energy(
@@ -142,7 +160,8 @@ def total_energy(
 
     Args:
         ldos: [nx, ny, nz, ne] in 1/(eV·Å³) on ``energy_grid``; a numpy array of any float
-            dtype or a torch tensor (computed in float64 either way).
+            dtype (read slab by slab: a float32 LDOS is never copied whole) or a torch
+            tensor (converted to float64). Computed in float64 either way.
         energy_grid: the LDOS energies (eV).
         system: atoms, pseudopotentials, temperature, electron count and cutoff.
         method: energy integration, see :func:`nearsight.physics.fermi.integration_weights`.
@@ -166,20 +185,21 @@ def total_energy(
     shape = tuple(int(n) for n in ldos.shape[:3])
     cell = np.asarray(system.atoms.cell[:])
     voxel = float(np.linalg.det(cell)) / float(np.prod(shape))
-    ldos = bk.float64(ldos)
-    dos = ldos_to_dos(ldos, voxel)
     kt, n_e = system.kt_ev, system.number_of_electrons
     if bk.is_tensor(ldos):
         from nearsight.physics.torch_terms import fermi_weights
 
+        ldos = bk.float64(ldos)
+        dos = ldos_to_dos(ldos, voxel)
         weights, mu = fermi_weights(dos, energy_grid, n_e, kt, method)
         number, band, entropy = (weights[i] @ dos for i in range(3))
         density = ldos @ weights[0]
     else:
+        dos = ldos_to_dos(ldos, voxel)
         result = band_observables(dos, energy_grid, n_e, kt, method)
         mu, number = result.fermi_energy, result.number_of_electrons
         band, entropy = result.band_energy, result.entropy_contribution
-        density = ldos @ integration_weights(energy_grid, mu, kt, method).number
+        density = density_from_ldos(ldos, integration_weights(energy_grid, mu, kt, method).number)
     d = density_terms(density, system)
     total = band + entropy - d.hartree + d.xc - d.xc_potential_integral + d.ewald
     terms = EnergyTerms(

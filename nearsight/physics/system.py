@@ -156,10 +156,24 @@ class EnergySystem:
         """
         pseudo_dir = Path(pseudo_dir)
         pseudos: dict[str, Pseudopotential] = {}
-        for species, (filename, _) in output.pseudopotentials.items():
+        for species, (filename, md5) in output.pseudopotentials.items():
             pseudo = read_upf(pseudo_dir / Path(filename).name)
-            element = "".join(c for c in species if c.isalpha())[:2].capitalize()
-            pseudos[pseudo.element if pseudo.element else element] = pseudo
+            if md5 and pseudo.md5 != md5:
+                raise InputError(
+                    f"is not the file pw.x used for species {species} (MD5 {pseudo.md5}, "
+                    f"pw.x printed {md5})",
+                    path=pseudo.path,
+                    fix="point --pseudo-dir at the pseudopotentials of this pw.x run",
+                )
+            known = pseudos.get(pseudo.element)
+            if known is not None and known.sha256 != pseudo.sha256:
+                raise InputError(
+                    f"two pseudopotentials for {pseudo.element} ({known.path.name}, "
+                    f"{pseudo.path.name}): one per element is supported",
+                    path=output.path,
+                    field="ATOMIC_SPECIES",
+                )
+            pseudos[pseudo.element] = pseudo
         if temperature_k is None:
             if output.smearing != "fermi-dirac" or output.degauss is None:
                 raise InputError(
