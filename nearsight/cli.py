@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,12 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     energy = sub.add_parser(
         "energy",
         help="total free energy and its terms from an LDOS (or density), beside QE's",
-        description="Compute the Fermi level, band energy, -TS, Hartree, exchange-correlation "
-        "and Ewald energies and the total free energy from a snapshot's LDOS, or from pp.x "
-        "cube files with the pw.x output, and print them beside QE's printed values with the "
-        "difference in meV/atom (meV for the Fermi level). With only a density (a snapshot "
-        "without LDOS, or --density without --ldos) the density terms are printed; with both, "
-        "the density from the LDOS is compared with pp.x's (MAPE).",
+        description=textwrap.fill(
+            "Compute the Fermi level, band energy, -TS, Hartree, exchange-correlation "
+            "and Ewald energies and the total free energy from a snapshot's LDOS, or from pp.x "
+            "cube files with the pw.x output, and print them beside QE's printed values with the "
+            "difference in meV/atom (meV for the Fermi level). With only a density (a snapshot "
+            "without LDOS, or --density without --ldos) the density terms are printed; with both, "
+            "the density from the LDOS is compared with pp.x's (MAPE).",
+            width=88,
+        ),
         epilog="examples:\n"
         "  nearsight energy examples/al/data/al4_000.h5\n"
         "  nearsight energy --qe-output scf.out --ldos 'ldos*.cube' --pseudo-dir pseudo --json\n"

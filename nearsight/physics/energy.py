@@ -28,6 +28,9 @@ from nearsight.physics.reciprocal import ReciprocalGrid
 from nearsight.physics.system import EnergySystem
 from nearsight.physics.xc import exchange_correlation
 
+_DENSITY_BLOCK = 4096
+"""Grid points per block in :func:`density_from_ldos` (4096 × 176 × 8 B ≈ 6 MB)."""
+
 
 @dataclass(frozen=True)
 class DensityTerms:
@@ -141,12 +144,16 @@ def ldos_to_dos(ldos: bk.Array, voxel_volume: float) -> bk.Array:
 def density_from_ldos(ldos: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """n(r) = Σ_i w_i d(ε_i, r): [nx, ny, nz] float64 from an LDOS [nx, ny, nz, ne].
 
-    Works one x-slab at a time, so a float32 LDOS is never copied whole to float64.
+    A float32 LDOS is cast to float64 in blocks of grid points small enough to stay in cache,
+    so it is never copied whole and the cost stays linear in the grid size.
     """
-    density = np.empty(ldos.shape[:3])
-    for i in range(ldos.shape[0]):
-        density[i] = np.asarray(ldos[i], dtype=np.float64) @ weights
-    return density
+    shape = ldos.shape[:3]
+    flat = ldos.reshape(-1, ldos.shape[3])
+    density = np.empty(flat.shape[0])
+    for start in range(0, flat.shape[0], _DENSITY_BLOCK):
+        block = flat[start : start + _DENSITY_BLOCK]
+        density[start : start + _DENSITY_BLOCK] = block.astype(np.float64, copy=False) @ weights
+    return density.reshape(shape)
 
 
 def total_energy(

@@ -40,7 +40,7 @@ class _FermiWeights(torch.autograd.Function):
         w = integration_weights(grid, mu, kt, method)
         h = _FERMI_STEP_KT * kt
         slope = (_weights(grid, mu + h, kt, method) - _weights(grid, mu - h, kt, method)) / (2 * h)
-        # dN/dμ by the analytic slope where the method has it; the stack row 0 would agree.
+        # N(μ, D) = N_e held fixed: dμ/dD_i = -w_N[i] / (dN/dμ).
         d_mu_d_dos = -w.number / float(w.number_slope @ dos_np)
         ctx.save_for_backward(
             torch.as_tensor(slope, device=dos.device),
