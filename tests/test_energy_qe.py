@@ -9,10 +9,12 @@ total is limited by the broadening of the LDOS (benchmarks/ldos_broadening.py).
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
-from conftest import ENERGY_JSON_KEYS, LDA_UPF
+from ase.build import bulk
+from conftest import ENERGY_JSON_KEYS, LDA_UPF, PSEUDO_DIR, QE_MISSING, QERun, _qe_run, _run
 
 from nearsight.cli import main
 from nearsight.grid import EnergyGrid
@@ -27,10 +29,31 @@ LDOS_TOLERANCE_MEV_PER_ATOM = 2.0
 FERMI_TOLERANCE_MEV = 10.0
 
 
-@pytest.mark.parametrize("fixture", ["qe_al4", "qe_al1"])
-def test_density_terms_match_qe(fixture, request):
-    """Hartree, xc (with and without core correction) and Ewald from pp.x's density."""
-    run = request.getfixturevalue(fixture)
+@pytest.fixture(scope="module", params=["PW", "PBESOL"])
+def qe_other_functional(request, tmp_path_factory) -> QERun:
+    """1-atom fcc Al with a core-corrected pseudopotential made by ld1.x for ``param``."""
+    if QE_MISSING or shutil.which("ld1.x") is None:
+        pytest.skip(
+            "Quantum ESPRESSO (pw.x, pp.x, ld1.x) not on PATH: apt-get install quantum-espresso"
+        )
+    directory = tmp_path_factory.mktemp(f"qe_{request.param.lower()}")
+    recipe = (PSEUDO_DIR / "Al.pbe-nlcc-rrkj.ld1.in").read_text()
+    upf = f"Al.{request.param.lower()}.UPF"
+    recipe = recipe.replace("dft='PBE'", f"dft='{request.param}'")
+    recipe = recipe.replace("Al.pbe-nlcc-rrkj.UPF", upf)
+    (directory / "ld1.in").write_text(recipe)
+    _run(["ld1.x"], directory / "ld1.in", directory / "ld1.out", directory)
+    return _qe_run(
+        directory / "run",
+        bulk("Al", "fcc", a=4.05),
+        directory / upf,
+        kpts=(4, 4, 4),
+        ecutwfc=20.0,
+        ldos_window=(7.0, 7.0, 1.0, 0.3),
+    )
+
+
+def _assert_density_terms_match(run: QERun) -> None:
     output = read_pw_output(run.pw_output)
     system = EnergySystem.from_pw_output(output, run.directory)
     density = read_cube(run.density_cube, "density").data
@@ -39,6 +62,18 @@ def test_density_terms_match_qe(fixture, request):
     for name in ("hartree", "xc", "ewald"):
         ours, qe = getattr(terms, name), getattr(output.energies, name)
         assert abs(ours - qe) * per_atom < DENSITY_TOLERANCE_MEV_PER_ATOM, (name, ours, qe)
+
+
+@pytest.mark.parametrize("fixture", ["qe_al4", "qe_al1"])
+def test_density_terms_match_qe(fixture, request):
+    """Hartree, xc and Ewald from pp.x's density: PBE with core correction in a cubic cell,
+    PZ without one in the primitive (non-orthogonal) fcc cell."""
+    _assert_density_terms_match(request.getfixturevalue(fixture))
+
+
+def test_density_terms_match_qe_for_pw_and_pbesol(qe_other_functional):
+    """The other supported functionals, each with a core correction."""
+    _assert_density_terms_match(qe_other_functional)
 
 
 def test_core_correction_matters_in_qe_al4(qe_al4):
