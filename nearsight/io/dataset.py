@@ -26,6 +26,8 @@ written to a temporary name and renamed, so a crash never leaves half a snapshot
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from os import PathLike
@@ -94,6 +96,8 @@ class Snapshot:
         density: [nx, ny, nz] float64, 1/Å³, or None.
         qe: QE's printed reference values, or None.
         provenance: how the snapshot was made (timings in s, versions, commands).
+        descriptors: [nx, ny, nz, F] float32 descriptors of the grid points, or None.
+        descriptor_metadata: how they were computed (kind, parameters, backend, version).
     """
 
     atoms: Atoms
@@ -108,6 +112,8 @@ class Snapshot:
     density: np.ndarray | None = None
     qe: QEReference | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    descriptors: np.ndarray | None = None
+    descriptor_metadata: dict[str, Any] | None = None
 
     @property
     def grid(self) -> Grid:
@@ -176,6 +182,8 @@ def write_snapshot(
                 shuffle=True,
             )
             ds.attrs["units"] = "1/Angstrom^3"
+        if snapshot.descriptors is not None:
+            _write_descriptors(h5, snapshot.descriptors, snapshot.descriptor_metadata or {})
         pseudo = h5.create_group("pseudopotentials")
         for element, record in snapshot.pseudopotentials.items():
             # Bytes, not an HDF5 string, so that gzip applies (UPF files are mostly numbers).
@@ -193,6 +201,56 @@ def write_snapshot(
         for key, value in snapshot.provenance.items():
             prov.attrs[key] = value
     return path
+
+
+def store_descriptors(
+    path: str | PathLike[str], descriptors: np.ndarray, metadata: dict[str, Any]
+) -> Path:
+    """Add (or replace) the descriptors of an existing snapshot file, atomically.
+
+    The file is copied, changed and renamed back, so an interrupted run leaves the original.
+
+    Args:
+        path: the snapshot .h5 file.
+        descriptors: [nx, ny, nz, F] on the snapshot's grid; stored as float32.
+        metadata: JSON-ready description (kind, parameters, backend, version).
+
+    Raises:
+        InputError: the grid of ``descriptors`` differs from the snapshot's, or NaN/inf.
+    """
+    path = Path(path)
+    with open_snapshot(path) as snap:
+        shape = snap.grid_shape
+    descriptors = np.asarray(descriptors)
+    if descriptors.ndim != 4 or tuple(descriptors.shape[:3]) != tuple(shape):
+        raise InputError(
+            f"descriptors of shape {descriptors.shape} do not fit the grid {shape}",
+            path=path,
+            field="descriptors",
+            fix="compute the descriptors on the snapshot's grid",
+        )
+    if not np.all(np.isfinite(descriptors)):
+        raise InputError("descriptors contain NaN or inf", path=path, field="descriptors")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as h5:
+            if "descriptors" in h5:
+                del h5["descriptors"]
+            _write_descriptors(h5, descriptors, metadata)
+    return path
+
+
+def _write_descriptors(h5: h5py.File, descriptors: np.ndarray, metadata: dict[str, Any]) -> None:
+    data = np.ascontiguousarray(descriptors, dtype=np.float32)
+    ds = h5.create_dataset(
+        "descriptors",
+        data=data,
+        chunks=_slab_chunks(data.shape, data.itemsize),
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+    )
+    ds.attrs["metadata"] = json.dumps(metadata, sort_keys=True)
 
 
 def read_snapshot(path: str | PathLike[str], *, ldos: bool = True) -> Snapshot:
@@ -276,6 +334,28 @@ class SnapshotFile:
             pbc=g["pbc"][()],
         )
 
+    @property
+    def has_descriptors(self) -> bool:
+        return "descriptors" in self._h5
+
+    @property
+    def descriptor_metadata(self) -> dict[str, Any] | None:
+        """How the stored descriptors were computed, or None without descriptors."""
+        if not self.has_descriptors:
+            return None
+        return json.loads(str(self._h5["descriptors"].attrs["metadata"]))
+
+    def descriptors_slab(self, x_start: int, x_stop: int) -> np.ndarray:
+        """Descriptors of the x-planes ``x_start:x_stop``, [x_stop - x_start, ny, nz, F]."""
+        if not self.has_descriptors:
+            raise InputError(
+                "snapshot has no descriptors",
+                path=self.path,
+                field="descriptors",
+                fix="compute them with `nearsight descriptors SNAPSHOT.h5`",
+            )
+        return self._h5["descriptors"][x_start:x_stop]
+
     def ldos_slab(self, x_start: int, x_stop: int) -> np.ndarray:
         """LDOS of grid planes ``x_start:x_stop``: [x_stop - x_start, ny, nz, ne] float32."""
         if not self.has_ldos:
@@ -344,6 +424,8 @@ class SnapshotFile:
             density=h5["density"][()] if "density" in h5 else None,
             qe=_read_qe(h5["qe"]) if "qe" in h5 else None,
             provenance=_attrs(h5["provenance"]) if "provenance" in h5 else {},
+            descriptors=h5["descriptors"][()] if self.has_descriptors else None,
+            descriptor_metadata=self.descriptor_metadata,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -371,6 +453,11 @@ class SnapshotFile:
             out["ldos_broadening_ev"] = float(self._h5["ldos"].attrs.get("broadening_ev", "nan"))
             out["ldos_kernel"] = str(self._h5["ldos"].attrs.get("kernel", "unknown"))
         out["has_density"] = "density" in self._h5
+        if self.has_descriptors:
+            out["descriptors"] = {
+                "features": int(self._h5["descriptors"].shape[3]),
+                **(self.descriptor_metadata or {}),
+            }
         if "pseudopotentials" in self._h5:
             out["pseudopotentials"] = {
                 el: {"filename": str(ds.attrs["filename"]), "sha256": str(ds.attrs["sha256"])}
