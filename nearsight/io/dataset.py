@@ -11,6 +11,7 @@ Layout (all in nearsight units: eV, Å, 1/Å³, 1/(eV·Å³), K)::
     /ldos                 [nx, ny, nz, ne] float32, 1/(eV·Å³); attrs e_min, de, n (eV),
                           broadening_ev, kernel; chunked by slabs along x, gzip + shuffle
     /density              [nx, ny, nz] float64, 1/Å³
+    /descriptors          [nx, ny, nz, F] float32 (optional); attr metadata (JSON string)
     /pseudopotentials/El  the UPF file's text; attrs filename, sha256
     /qe                   attrs: version, fermi_energy, number_of_electrons, fft_grid,
                           ecutwfc_ry, ecutrho_ry, degauss_ev, xc_functional
