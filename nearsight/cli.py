@@ -175,6 +175,45 @@ def _parser() -> argparse.ArgumentParser:
     desc.add_argument("-o", "--output", type=Path, help=".npy file (required for a structure)")
     desc.set_defaults(func=_cmd_descriptors)
 
+    acsd = sub.add_parser(
+        "acsd",
+        help="choose the descriptor cutoff and twojmax without training (ACSD)",
+        description=textwrap.fill(
+            "Scan the bispectrum cutoff radius and 2·J_max on a snapshot with an LDOS: for "
+            "each pair, sample grid-point pairs (200 x 200 by default), compare their cosine "
+            "similarities in descriptor and LDOS space and report the average distance (ACSD, "
+            "paper 000 Eq. 8-9). The lowest ACSD is the choice. Prints the table, marks the "
+            "optimum and writes a heatmap.",
+            width=88,
+        ),
+    )
+    acsd.add_argument("snapshot", type=Path, help="snapshot .h5 file with an LDOS")
+    acsd.add_argument(
+        "--rcut",
+        type=float,
+        nargs="+",
+        default=[3.0, 4.0, 4.676, 5.0, 6.0],
+        metavar="R",
+        help="cutoff radii to try, Å (rcutfac with radius 0.5)",
+    )
+    acsd.add_argument(
+        "--twojmax",
+        type=int,
+        nargs="+",
+        default=[2, 4, 6, 8],
+        metavar="J",
+        help="2 J_max values to try",
+    )
+    acsd.add_argument("--points", type=int, default=200, help="sampled points (default 200)")
+    acsd.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    acsd.add_argument("--config", type=Path, help="TOML config with a [descriptors] section")
+    acsd.add_argument("--backend", choices=("nearsight", "lammps"))
+    acsd.add_argument(
+        "--plot", type=Path, default=Path("acsd.png"), help="heatmap PNG (default acsd.png)"
+    )
+    acsd.add_argument("--json", action="store_true", help="print one JSON object")
+    acsd.set_defaults(func=_cmd_acsd)
+
     cfg = sub.add_parser("config", help="show the default config or check one")
     cfg_sub = cfg.add_subparsers(metavar="ACTION")
     defaults = cfg_sub.add_parser("defaults", help="print every setting with its default (TOML)")
@@ -371,7 +410,14 @@ def _cmd_energy(args: argparse.Namespace) -> int:
 def _cmd_descriptors(args: argparse.Namespace) -> int:
     from nearsight.descriptors.compute import compute_descriptors, metadata, mpi_world
 
-    config = _descriptors_config(args)
+    config = _descriptors_config(
+        args.config,
+        twojmax=args.twojmax,
+        rcutfac=args.rcut,
+        backend=args.backend,
+        dtype=args.dtype,
+        device=args.device,
+    )
     comm = mpi_world()
     root = comm is None or comm.Get_rank() == 0
     is_snapshot = args.input.suffix in (".h5", ".hdf5")
@@ -413,17 +459,11 @@ def _cmd_descriptors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _descriptors_config(args: argparse.Namespace):
+def _descriptors_config(config_path: Path | None, **overrides):
+    """The [descriptors] section of ``config_path`` (or the defaults), with the options given."""
     from nearsight.config import DescriptorsConfig, load_config
 
-    config = load_config(args.config)[0].descriptors if args.config else DescriptorsConfig()
-    overrides = {
-        "twojmax": args.twojmax,
-        "rcutfac": args.rcut,
-        "backend": args.backend,
-        "dtype": args.dtype,
-        "device": args.device,
-    }
+    config = load_config(config_path)[0].descriptors if config_path else DescriptorsConfig()
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -465,6 +505,67 @@ def _descriptor_target(args: argparse.Namespace, is_snapshot: bool):
     if min(args.grid) < 1:
         raise InputError(f"--grid must be positive, got {args.grid}", field="--grid")
     return atoms, tuple(args.grid)
+
+
+def _cmd_acsd(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from nearsight.descriptors.acsd import acsd_scan, plot_acsd
+    from nearsight.descriptors.compute import compute_descriptors
+    from nearsight.errors import InputError
+    from nearsight.io.dataset import read_snapshot
+
+    base = _descriptors_config(args.config, backend=args.backend)
+    snap = read_snapshot(args.snapshot)
+    if snap.ldos is None:
+        raise InputError(
+            "snapshot has no LDOS",
+            path=args.snapshot,
+            fix="ACSD compares descriptors with the LDOS: use a snapshot made with [ldos]",
+        )
+
+    def descriptors(atoms, shape, twojmax, rcut):
+        config = dataclasses.replace(base, twojmax=twojmax, rcutfac=rcut)
+        return compute_descriptors(atoms, shape, config)
+
+    bar = tqdm(total=len(args.rcut) * len(args.twojmax), unit="set", desc="ACSD", file=sys.stderr)
+    scan = acsd_scan(
+        snap.atoms,
+        snap.ldos,
+        args.rcut,
+        args.twojmax,
+        descriptor_fn=descriptors,
+        n_points=args.points,
+        seed=args.seed,
+        progress=lambda done, total: bar.update(1),
+    )
+    bar.close()
+    rcut, twojmax, value = scan.best()
+    plot = plot_acsd(scan, args.plot)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rcuts": list(scan.rcuts),
+                    "twojmaxes": list(scan.twojmaxes),
+                    "acsd": scan.values.tolist(),
+                    "best": {"rcut": rcut, "twojmax": twojmax, "acsd": value},
+                    "plot": str(plot),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"ACSD of {args.snapshot} ({args.points} x {args.points} pairs, seed {args.seed}):")
+    print(f"{'rcut (Å)':>9} " + " ".join(f"{'2J=' + str(t):>9}" for t in scan.twojmaxes))
+    for i, r in enumerate(scan.rcuts):
+        cells = []
+        for j, t in enumerate(scan.twojmaxes):
+            mark = "*" if (r, t) == (rcut, twojmax) else " "
+            cells.append(f"{scan.values[i, j]:>8.4f}{mark}")
+        print(f"{r:>9.3f} " + " ".join(cells))
+    print(f"best: rcut {rcut} Å, twojmax {twojmax} (ACSD {value:.4f}); heatmap {plot}")
+    return 0
 
 
 def _cmd_config_defaults(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -114,3 +115,25 @@ def test_lammps_backend_under_mpirun_matches_serial(structure, tmp_path):
     )
     # LAMMPS sums neighbours in another order on two ranks.
     np.testing.assert_allclose(np.load(parallel), np.load(serial), rtol=1e-12, atol=1e-12)
+
+
+@requires_lammps
+def test_acsd_cli_prints_the_scan_and_picks_the_lowest(snapshot, tmp_path, capsys):
+    plot = tmp_path / "acsd.png"
+    args = ["acsd", str(snapshot), "--rcut", "3", "5", "--twojmax", "2", "4"]
+    assert main([*args, "--backend", "lammps", "--plot", str(plot), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    values = np.array(result["acsd"])
+    assert values.shape == (2, 2)
+    best = result["best"]
+    assert best["acsd"] == values.min()
+    i, j = np.unravel_index(values.argmin(), values.shape)
+    assert (best["rcut"], best["twojmax"]) == (result["rcuts"][i], result["twojmaxes"][j])
+    assert plot.stat().st_size > 1000
+
+
+def test_acsd_cli_needs_an_ldos(tmp_path, capsys):
+    path = tmp_path / "al8.h5"
+    shutil.copy(REPO / "examples" / "al" / "data" / "al8_000.h5", path)
+    assert main(["acsd", str(path), "--backend", "lammps"]) == 1
+    assert "snapshot has no LDOS" in capsys.readouterr().err

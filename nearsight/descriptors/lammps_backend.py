@@ -22,6 +22,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
+from nearsight.descriptors.gaussian import GaussianParams
 from nearsight.descriptors.params import BispectrumParams
 from nearsight.errors import InputError, MissingToolError
 
@@ -64,7 +65,8 @@ def lammps_frame(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
     return prism, scaled @ prism
 
 
-def _setup(lmp, atoms: Atoms, params: BispectrumParams) -> None:
+def _setup(lmp, atoms: Atoms, params: BispectrumParams | GaussianParams) -> None:
+    """Create the box and the atoms; only ``params.elements`` (the type order) is used."""
     prism, positions = lammps_frame(atoms)
     (ax, _, _), (bx, by, _), (cx, cy, cz) = (map(float, row) for row in prism)
     types = [params.elements.index(s) + 1 for s in atoms.get_chemical_symbols()]
@@ -126,3 +128,43 @@ run 0
         lmp.close()
     features = out.reshape(nz, ny, nx, -1)[..., 3:]
     return np.ascontiguousarray(features.transpose(2, 1, 0, 3))
+
+
+def gaussian_lammps(
+    atoms: Atoms, shape: tuple[int, int, int], params: GaussianParams
+) -> np.ndarray:
+    """Gaussian densities from LAMMPS ``compute gaussian/grid/local``, [nx, ny, nz, F] float64.
+
+    The compute fills a local array, one row per grid point this process owns: (ix, iy, iz,
+    x, y, z) then one column per element. Rows are put back in place by their indices.
+    """
+    lammps = _lammps_module()
+    params.species(atoms)  # InputError for an element without parameters
+    nx, ny, nz = (int(n) for n in shape)
+    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        # _setup reads only params.elements, which GaussianParams has in the same order.
+        _setup(lmp, atoms, params)
+        # The compute sums over owned and ghost atoms; the pair cutoff sets the ghost shell.
+        cutoff = max(params.cutoffs())
+        radii = " ".join(repr(float(r)) for r in params.radii)
+        sigmas = " ".join(repr(float(s)) for s in params.sigmas)
+        lmp.commands_string(
+            f"""
+pair_style zero {cutoff!r}
+pair_coeff * *
+compute g all gaussian/grid/local grid {nx} {ny} {nz} {params.rcutfac!r} {radii} {sigmas}
+thermo_style custom step
+run 0
+"""
+        )
+        array = lmp.numpy.extract_compute("g", lammps.LMP_STYLE_LOCAL, lammps.LMP_TYPE_ARRAY)
+        rows = np.array(array, dtype=float, copy=True).reshape(-1, 6 + params.n_features)
+    finally:
+        lmp.close()
+    if len(rows) != nx * ny * nz:
+        raise RuntimeError(f"LAMMPS returned {len(rows)} grid points, expected {nx * ny * nz}")
+    out = np.empty((nx, ny, nz, params.n_features))
+    ix, iy, iz = np.rint(rows[:, :3]).astype(int).T
+    out[ix, iy, iz] = rows[:, 6:]
+    return out
