@@ -59,6 +59,7 @@ def run_case(case: dict) -> dict:
         out = bispectrum_lammps(atoms, shape, params, comm=mpi_world())
     else:
         import torch
+
         from nearsight.descriptors.bispectrum import bispectrum
 
         torch.set_num_threads(case["cores"])
