@@ -103,7 +103,9 @@ class Grid:
         stop = self.size if stop is None else stop
         idx = np.arange(start, stop)
         ijk = np.stack(np.unravel_index(idx, self.shape), axis=1)
-        return (ijk / np.asarray(self.shape)) @ self.cell
+        # einsum, not BLAS: OpenBLAS's threads keep spinning after a call and take cores
+        # from the torch kernels that run next (descriptors).
+        return np.einsum("pi,ij->pj", ijk / np.asarray(self.shape), self.cell)
 
     def chunks(self, chunk_size: int) -> Iterator[tuple[int, int]]:
         """Flat index ranges ``(start, stop)`` of at most ``chunk_size`` points."""

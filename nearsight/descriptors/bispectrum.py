@@ -474,13 +474,6 @@ def _point_range(points: slice | None, n_points: int) -> range:
     return range(*points.indices(n_points))
 
 
-def _grid_points(grid: Grid, start: int, stop: int) -> np.ndarray:
-    """:meth:`Grid.points` [m, 3] (Å) without BLAS: OpenBLAS's threads, spinning after a
-    call, would take cores from the torch kernels that run next."""
-    ijk = np.stack(np.unravel_index(np.arange(start, stop), grid.shape), axis=1)
-    return np.einsum("pi,ij->pj", ijk / np.asarray(grid.shape), grid.cell)
-
-
 def _pack(
     pair: torch.Tensor, point: np.ndarray, n: int, batch: int
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -593,7 +586,7 @@ def bispectrum(
     with budget:
         for lo in range(todo.start, todo.stop, chunk):
             hi = min(lo + chunk, todo.stop)
-            pairs = cells.pairs(_grid_points(grid, lo, hi))
+            pairs = cells.pairs(grid.points(lo, hi))
             # in float64 whatever the dtype: cheap per pair, and tan(θ0) near π loses digits
             pair = _cayley_klein(
                 torch.as_tensor(pairs.delta, device=device),
