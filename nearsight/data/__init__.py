@@ -1,0 +1,1 @@
+"""Training data: scaling of descriptors and LDOS (splits and loaders come next)."""
