@@ -1,0 +1,1 @@
+"""Networks that map descriptors to the LDOS (training and bundles come next)."""
