@@ -348,25 +348,18 @@ class SnapshotFile:
 
     def descriptors_slab(self, x_start: int, x_stop: int) -> np.ndarray:
         """Descriptors of the x-planes ``x_start:x_stop``, [x_stop - x_start, ny, nz, F]."""
-        if not self.has_descriptors:
-            raise InputError(
-                "snapshot has no descriptors",
-                path=self.path,
-                field="descriptors",
-                fix="compute them with `nearsight descriptors SNAPSHOT.h5`",
-            )
-        return self._h5["descriptors"][x_start:x_stop]
+        fix = "compute them with `nearsight descriptors SNAPSHOT.h5`"
+        return self._slab("descriptors", "descriptors", x_start, x_stop, fix)
 
     def ldos_slab(self, x_start: int, x_stop: int) -> np.ndarray:
         """LDOS of grid planes ``x_start:x_stop``: [x_stop - x_start, ny, nz, ne] float32."""
-        if not self.has_ldos:
-            raise InputError(
-                "this snapshot has no LDOS",
-                path=self.path,
-                field="ldos",
-                fix="run `nearsight dft` with an [ldos] section",
-            )
-        return self._h5["ldos"][x_start:x_stop]
+        fix = "run `nearsight dft` with an [ldos] section"
+        return self._slab("ldos", "LDOS", x_start, x_stop, fix)
+
+    def _slab(self, name: str, label: str, x_start: int, x_stop: int, fix: str) -> np.ndarray:
+        if name not in self._h5:
+            raise InputError(f"this snapshot has no {label}", path=self.path, field=name, fix=fix)
+        return self._h5[name][x_start:x_stop]
 
     def ldos_at(self, index: int) -> np.ndarray:
         """LDOS at energy ``index`` of the energy grid: [nx, ny, nz] float32, 1/(eV·Å³)."""
