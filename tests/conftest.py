@@ -41,6 +41,13 @@ requires_qe = pytest.mark.skipif(
 )
 
 
+def triclinic_alcu() -> Atoms:
+    """Al and Cu (descriptor tests) in a skewed, right-handed cell, some atoms outside the cell."""
+    cell = np.array([[4.3, 0.2, 0.1], [1.3, 3.8, -0.3], [0.6, 1.2, 4.6]])
+    scaled = np.random.default_rng(7).uniform(-0.4, 1.4, size=(6, 3))
+    return Atoms("AlCuAlAlCuCu", scaled_positions=scaled, cell=cell, pbc=True)
+
+
 @dataclass(frozen=True)
 class QERun:
     """Files of one finished pw.x + pp.x run (paths) and what was asked of QE."""

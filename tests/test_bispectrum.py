@@ -16,6 +16,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from conftest import triclinic_alcu
 
 from nearsight.descriptors.bispectrum import bispectrum, clebsch_gordan
 from nearsight.descriptors.lammps_backend import bispectrum_lammps, lammps_available
@@ -47,13 +48,6 @@ def hcp_mg() -> Atoms:
     atoms = bulk("Mg", "hcp", a=3.21, c=5.21)
     atoms.positions += np.random.default_rng(5).normal(scale=0.05, size=(len(atoms), 3))
     return atoms
-
-
-def triclinic_alcu() -> Atoms:
-    """Two elements in a skewed, right-handed cell, some atoms outside the cell."""
-    cell = np.array([[4.3, 0.2, 0.1], [1.3, 3.8, -0.3], [0.6, 1.2, 4.6]])
-    scaled = np.random.default_rng(7).uniform(-0.4, 1.4, size=(6, 3))
-    return Atoms("AlCuAlAlCuCu", scaled_positions=scaled, cell=cell, pbc=True)
 
 
 ALCU = {"elements": ("Al", "Cu"), "radii": (0.5, 0.42), "weights": (1.0, 0.6)}

@@ -28,6 +28,13 @@ requires_lammps = pytest.mark.skipif(
 MPIRUN = Path(sys.prefix) / "bin" / "mpirun"
 
 
+def _descriptors_under_mpirun(ranks: int, args: list[str]) -> None:
+    """``mpirun -n ranks nearsight descriptors ARGS`` with the mpich wheel's mpirun."""
+    nearsight = Path(sys.prefix) / "bin" / "nearsight"
+    command = [str(MPIRUN), "-n", str(ranks), str(nearsight), "descriptors", *args]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+
+
 @pytest.fixture()
 def structure(tmp_path) -> Path:
     atoms = bulk("Al", "fcc", a=4.05, cubic=True)
@@ -105,14 +112,7 @@ def test_lammps_backend_under_mpirun_matches_serial(structure, tmp_path):
     serial, parallel = tmp_path / "s.npy", tmp_path / "p.npy"
     args = [str(structure), "--grid", "6", "6", "6", "--twojmax", "4", "--backend", "lammps"]
     assert main(["descriptors", *args, "-o", str(serial)]) == 0
-    subprocess.run(
-        [str(MPIRUN), "-n", "2", str(Path(sys.prefix) / "bin" / "nearsight"), "descriptors"]
-        + args
-        + ["-o", str(parallel)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    _descriptors_under_mpirun(2, [*args, "-o", str(parallel)])
     # LAMMPS sums neighbours in another order on two ranks.
     np.testing.assert_allclose(np.load(parallel), np.load(serial), rtol=1e-12, atol=1e-12)
 
@@ -146,14 +146,7 @@ def test_nearsight_kernel_under_mpirun_equals_serial_bit_for_bit(structure, tmp_
     serial, parallel = tmp_path / "s.npy", tmp_path / "p.npy"
     args = [str(structure), "--grid", "7", "6", "5", "--twojmax", "4"]
     assert main(["descriptors", *args, "-o", str(serial)]) == 0
-    subprocess.run(
-        [str(MPIRUN), "-n", "3", str(Path(sys.prefix) / "bin" / "nearsight"), "descriptors"]
-        + args
-        + ["-o", str(parallel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _descriptors_under_mpirun(3, [*args, "-o", str(parallel)])
     np.testing.assert_array_equal(np.load(parallel), np.load(serial))
     from ase.io import read
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from conftest import triclinic_alcu
 
 from nearsight.descriptors.gaussian import GaussianParams, gaussian_descriptor
 from nearsight.descriptors.lammps_backend import gaussian_lammps, lammps_available
@@ -21,13 +22,6 @@ def displaced_fcc() -> Atoms:
     atoms = bulk("Al", "fcc", a=4.05, cubic=True)
     atoms.positions += np.random.default_rng(3).normal(scale=0.08, size=(len(atoms), 3))
     return atoms
-
-
-def triclinic_alcu() -> Atoms:
-    """Two elements in a skewed, right-handed cell, some atoms outside the cell."""
-    cell = np.array([[4.3, 0.2, 0.1], [1.3, 3.8, -0.3], [0.6, 1.2, 4.6]])
-    scaled = np.random.default_rng(7).uniform(-0.4, 1.4, size=(6, 3))
-    return Atoms("AlCuAlAlCuCu", scaled_positions=scaled, cell=cell, pbc=True)
 
 
 ALCU = GaussianParams(rcutfac=2.0, sigmas=(0.45, 0.35), elements=("Al", "Cu"), radii=(0.8, 1.1))

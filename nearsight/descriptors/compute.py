@@ -9,6 +9,7 @@ the ranks instead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -124,8 +125,6 @@ def mpi_world() -> Any:
 
     mpi4py is imported only then: importing it initialises MPI, which a serial run need not.
     """
-    import os
-
     size = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE")
     if size is None or int(size) < 2:
         return None
