@@ -129,6 +129,78 @@ class DescriptorsConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """Which snapshots a model trains, validates and is tested on, and how they are scaled.
+
+    ``train``, ``validation`` and ``test`` list snapshot files (nearsight ``.h5`` or MALA
+    ``*.in.npy``) or glob patterns, relative to the config file. The split is by snapshot,
+    never by grid point: neighbouring grid points are strongly correlated, so a point-wise
+    split would test on what the model trained on. Descriptors missing from a snapshot are
+    computed with ``[descriptors]`` and cached under ``{output_dir}/descriptors``.
+    ``lazy = true`` reads training data from disk block by block each epoch instead of
+    holding it in memory (for datasets larger than RAM); either way an epoch visits every
+    training grid point exactly once, in an order shuffled across snapshots.
+    """
+
+    train: tuple[str, ...] = ()
+    validation: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    input_scaler: Literal["none", "standard", "minmax"] = "standard"
+    input_per_feature: bool = True
+    output_scaler: Literal["none", "standard", "minmax"] = "minmax"
+    output_per_feature: bool = False
+    lazy: bool = False
+    shuffle: bool = True
+    block_points: int = 4096
+    buffer_blocks: int = 16
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The feed-forward network (paper 002 Eq. 18) between descriptors and LDOS.
+
+    ``hidden`` gives the widths of the hidden layers; the input width is the descriptor
+    count and the output width the number of LDOS energies, both taken from the data.
+    ``activations`` is one name for every hidden layer (the output layer then has none) or
+    one name per layer, ``len(hidden) + 1`` of them.
+    """
+
+    hidden: tuple[int, ...] = (256, 256)
+    activations: tuple[str, ...] = ("leakyrelu",)
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the network is fitted (mean squared error on the scaled LDOS).
+
+    The learning rate drops by ``lr_factor`` when the validation loss has not improved for
+    ``lr_patience`` epochs (reduce on plateau); training stops after
+    ``early_stopping_patience`` epochs without an improvement larger than
+    ``early_stopping_min_delta`` (relative), and the best epoch's weights are kept. A
+    checkpoint is written every epoch; running the same command again resumes from it.
+    Physical errors (band and total energy, Fermi level, density) of the validation
+    snapshots are logged every ``metrics_every`` epochs and at the end (0: only at the end).
+    """
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 512
+    max_epochs: int = 100
+    early_stopping_patience: int = 10
+    early_stopping_min_delta: float = 0.0
+    lr_patience: int = 4
+    lr_factor: float = 0.5
+    min_learning_rate: float = 1e-6
+    metrics_every: int = 0
+    threads: int = 0
+    device: str = "cpu"
+    model_file: str = "model.safetensors"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; one section per stage."""
 
@@ -138,6 +210,9 @@ class Config:
     dft: DFTConfig = field(default_factory=DFTConfig)
     ldos: LDOSConfig = field(default_factory=LDOSConfig)
     descriptors: DescriptorsConfig = field(default_factory=DescriptorsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
 def load_config(path: str | PathLike[str]) -> tuple[Config, Path]:
@@ -289,6 +364,14 @@ def _check_values(config: Config, source: str | PathLike[str] | None) -> None:
         "ldos.degauss_ev": config.ldos.degauss_ev,
         "descriptors.rcutfac": config.descriptors.rcutfac,
         "descriptors.chunk_points": config.descriptors.chunk_points,
+        "data.block_points": config.data.block_points,
+        "data.buffer_blocks": config.data.buffer_blocks,
+        "training.learning_rate": config.training.learning_rate,
+        "training.batch_size": config.training.batch_size,
+        "training.max_epochs": config.training.max_epochs,
+        "training.early_stopping_patience": config.training.early_stopping_patience,
+        "training.lr_patience": config.training.lr_patience,
+        "training.lr_factor": config.training.lr_factor,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -314,6 +397,29 @@ def _check_values(config: Config, source: str | PathLike[str] | None) -> None:
                 field=key,
                 fix="use positive integers",
             )
+    if not config.training.lr_factor < 1:
+        raise InputError(
+            f"must be below 1, got {config.training.lr_factor}",
+            path=source,
+            field="training.lr_factor",
+            fix="give the factor the learning rate is multiplied by on a plateau, e.g. 0.5",
+        )
+    for i, width in enumerate(config.network.hidden):
+        if width < 1:
+            raise InputError(
+                f"layer widths must be positive, got {width}",
+                path=source,
+                field=f"network.hidden[{i}]",
+                fix="give positive hidden-layer widths",
+            )
+    n_layers = len(config.network.hidden) + 1
+    if len(config.network.activations) not in (1, n_layers):
+        raise InputError(
+            f"{len(config.network.activations)} activations for {n_layers} layers",
+            path=source,
+            field="network.activations",
+            fix=f"give one name for all hidden layers or {n_layers} names, one per layer",
+        )
     if config.snapshots.source == "files" and not config.snapshots.files:
         raise InputError(
             "source is 'files' but no files are listed",
