@@ -31,6 +31,7 @@ class InputError(NearsightError, ValueError):
         field: str | None = None,
         fix: str | None = None,
     ) -> None:
+        self.message = message
         self.path = None if path is None else str(path)
         self.field = field
         self.fix = fix
