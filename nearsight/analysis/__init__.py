@@ -1,0 +1,1 @@
+"""Error metrics and plots of models against DFT references."""
