@@ -228,17 +228,99 @@ def expand_paths(
     return out
 
 
+class MalaSource:
+    """Rows of a MALA snapshot (``X.in.npy`` with ``X.out.npy`` and ``X.info.json`` beside).
+
+    MALA keeps the LDOS energy grid in its model parameters, not in the snapshot, so it is
+    given here. The descriptors are used as they are; they must have been computed with
+    the parameters the model expects (MALA files do not record them).
+
+    Raises:
+        InputError: no LDOS file, no info file (structure, temperature and electron count
+            come from it), or an energy grid that does not fit the LDOS.
+    """
+
+    def __init__(self, path: str | PathLike[str], energy_grid: EnergyGrid) -> None:
+        from nearsight.io.mala import MalaSnapshotFiles
+
+        self._files = MalaSnapshotFiles(path, energy_grid=energy_grid)
+        self.path = self._files.path
+        try:
+            for missing, what, fix in (
+                (not self._files.has_targets, "LDOS X.out.npy", "put X.out.npy beside it"),
+                (self._files.info is None, "X.info.json", "put MALA's X.info.json beside it"),
+            ):
+                if missing:
+                    raise InputError(
+                        f"no {what} beside this MALA snapshot", path=self.path, fix=fix
+                    )
+            if self._files.atoms is None or self._files.info.number_of_electrons is None:
+                raise InputError(
+                    "the info file lacks the atoms or the electron count",
+                    path=self._files.info_path,
+                    field="atoms",
+                    fix="write it with MALA's write_additional_calculation_data",
+                )
+        except BaseException:
+            self._files.close()
+            raise
+        self.grid_shape = self._files.grid_shape
+        self.n_features = self._files.n_features
+        self.energy_grid = energy_grid
+
+    @property
+    def n_points(self) -> int:
+        return self._files.n_points
+
+    def features(self, start: int, stop: int) -> np.ndarray:
+        """Descriptor rows [n, F] float32 (the coordinate columns dropped)."""
+        return self._files.features(start, stop)
+
+    def targets(self, start: int, stop: int) -> np.ndarray:
+        """LDOS rows [n, E] float32, 1/(eV·Å³)."""
+        return self._files.targets(start, stop)
+
+    def snapshot(self) -> Snapshot:
+        """Structure, grid, temperature and electron count (no pseudopotentials)."""
+        info = self._files.info
+        return Snapshot(
+            atoms=self._files.atoms,
+            grid_shape=self.grid_shape,
+            temperature_k=float(info.temperature),
+            number_of_electrons=float(info.number_of_electrons),
+            energy_grid=self.energy_grid,
+        )
+
+    def __enter__(self) -> MalaSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._files.close()
+
+
 def open_source(
     path: str | PathLike[str],
     descriptors: DescriptorsConfig,
     *,
+    energy_grid: EnergyGrid | None = None,
     cache_dir: str | PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> PointSource:
-    """A source for a nearsight ``.h5`` snapshot or a MALA ``*.in.npy`` snapshot."""
+    """A source for a nearsight ``.h5`` snapshot or a MALA ``*.in.npy`` snapshot.
+
+    ``energy_grid`` is needed for MALA files only (their LDOS energies are not stored).
+    """
     path = Path(path)
     if path.name.endswith(".in.npy"):
-        from nearsight.io.mala import MalaSource
-
-        return MalaSource(path)
+        if energy_grid is None:
+            raise InputError(
+                "MALA snapshots do not record their LDOS energy grid",
+                path=path,
+                field="energy_grid",
+                fix="give it: [ldos] emin_ev, de_ev and count in the config",
+            )
+        return MalaSource(path, energy_grid)
     return SnapshotSource(path, descriptors, cache_dir=cache_dir, progress=progress)
