@@ -214,6 +214,193 @@ def _parser() -> argparse.ArgumentParser:
     acsd.add_argument("--json", action="store_true", help="print one JSON object")
     acsd.set_defaults(func=_cmd_acsd)
 
+    trn = sub.add_parser(
+        "train",
+        help="train a network (descriptors -> LDOS) on snapshots; resumable, data-parallel",
+        description=textwrap.fill(
+            "Fit the feed-forward network of [network] to the snapshots of [data] train (mean "
+            "squared error of the scaled LDOS; optimizer, learning-rate schedule and early "
+            "stopping from [training]), validating on [data] validation after every epoch, and "
+            "write the best epoch's model to {output_dir}/{training.model_file}. A checkpoint "
+            "is written after every epoch, so the same command run again resumes where the "
+            "last run stopped (a finished run only writes its model again). Each epoch's line "
+            "is printed and appended to {output_dir}/train.log; the history goes to "
+            "{output_dir}/history.json. Under `torchrun --nproc_per_node N` every global "
+            "batch is split over N data-parallel ranks.",
+            width=88,
+        ),
+        epilog="examples:\n"
+        "  nearsight train config.toml\n"
+        "  nearsight train config.toml --epochs 200      # continue a finished run\n"
+        "  nearsight train config.toml --restart -o runs/b\n"
+        "  torchrun --nproc_per_node 2 -m nearsight train config.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trn.add_argument(
+        "config", type=Path, help="TOML config with [data], [network] and [training] sections"
+    )
+    trn.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="overrides output_dir of the config: model, checkpoint, history and train.log",
+    )
+    trn.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the checkpoint of an earlier run (needed when the config or data changed)",
+    )
+    trn.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="overrides training.max_epochs; more epochs than a finished run had continue it",
+    )
+    trn.set_defaults(func=_cmd_train)
+
+    test = sub.add_parser(
+        "test",
+        help="physical errors of a model on held-out snapshots, with plots",
+        description=textwrap.fill(
+            "Predict the LDOS of each snapshot with the model, run it through the same "
+            "physics as DFT data and print, per snapshot and as a mean: errors against QE of "
+            "the total free energy and band energy (meV/atom) and the Fermi level (meV), the "
+            "density MAPE against pp.x's density, and the same errors against the snapshot's "
+            "own DFT LDOS (the model's target). Writes an LDOS parity plot and a DOS "
+            "comparison plot (PNG).",
+            width=88,
+        ),
+    )
+    test.add_argument("model", type=Path, help="model bundle (.safetensors)")
+    test.add_argument(
+        "datasets", type=Path, nargs="+", help="snapshot files with an LDOS (.h5 or MALA *.in.npy)"
+    )
+    test.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="where parity.png and dos.png go (default: beside the model, named after it)",
+    )
+    test.add_argument(
+        "--descriptor-cache",
+        type=Path,
+        metavar="DIR",
+        help="cache descriptors missing from the snapshots here (default: compute in memory)",
+    )
+    test.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
+    test.add_argument("--json", action="store_true", help="print one JSON object")
+    test.set_defaults(func=_cmd_test)
+
+    pred = sub.add_parser(
+        "predict",
+        help="energy, density and DOS of any structure with a trained model",
+        description=textwrap.fill(
+            "Predict the total free energy and its terms, the Fermi level and the density of "
+            "a structure (any file ASE reads, or a snapshot .h5) with a model bundle. The grid "
+            "keeps the training spacing unless --grid is given; descriptors, network and LDOS "
+            "are streamed over chunks of grid points, so memory stays at one chunk plus the "
+            "density grid (the LDOS goes to a temporary file). Run under `mpirun -n N` to "
+            "split the grid over N ranks.",
+            width=88,
+        ),
+        epilog="examples:\n"
+        "  nearsight predict model.safetensors al256.xyz\n"
+        "  nearsight predict model.safetensors pw.in --format espresso-in --json\n"
+        "  mpirun -n 4 nearsight predict model.safetensors big.cif --density-cube n.cube",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pred.add_argument("model", type=Path, help="model bundle (.safetensors)")
+    pred.add_argument("structure", type=Path, help="structure file (ASE-readable) or .h5")
+    pred.add_argument("--format", metavar="FMT", help="ASE format name, e.g. espresso-in, vasp")
+    pred.add_argument(
+        "--index", type=int, metavar="I", help="which structure of a trajectory (default last)"
+    )
+    pred.add_argument(
+        "--grid",
+        type=int,
+        nargs=3,
+        metavar=("NX", "NY", "NZ"),
+        help="real-space grid (default: the model's training spacing)",
+    )
+    pred.add_argument("--json", action="store_true", help="print one JSON object")
+    pred.add_argument(
+        "--density-cube", type=Path, metavar="PATH", help="write the density as a cube file"
+    )
+    pred.add_argument(
+        "--ldos-cubes",
+        type=Path,
+        metavar="DIR",
+        help="write one LDOS cube per energy into DIR (holds the whole LDOS in memory)",
+    )
+    pred.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    pred.add_argument(
+        "--chunk-points",
+        type=int,
+        metavar="N",
+        help="grid points per chunk (default: the model's descriptors.chunk_points)",
+    )
+    pred.set_defaults(func=_cmd_predict)
+
+    imp = sub.add_parser(
+        "import-mala",
+        help="convert a trained MALA model (.zip) into a nearsight model bundle",
+        description=textwrap.fill(
+            "Convert the .zip that MALA 1.4.0's Runner.save_run writes (network, scalers, "
+            "parameters and optionally info.json; legacy pickled scalers are read without "
+            "running them) into a nearsight model bundle (.safetensors) that `nearsight "
+            "predict` and `nearsight test` use. MALA archives hold no pseudopotentials: give "
+            "the UPF files the training data were made with. The temperature, grid spacing "
+            "and density cutoff come from the options or else from the archive's info.json.",
+            width=88,
+        ),
+        epilog="examples:\n"
+        "  nearsight import-mala be_model.zip be.safetensors --pseudo-dir pseudo\n"
+        "  nearsight import-mala al.zip al.safetensors --pseudo Al=Al.pbe.UPF \\\n"
+        "      --temperature 298 --grid-spacing 0.2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("archive", type=Path, help="MALA model archive (.zip)")
+    imp.add_argument("output", type=Path, help="model bundle to write (.safetensors)")
+    imp.add_argument(
+        "--pseudo-dir",
+        type=Path,
+        metavar="DIR",
+        help="directory holding the UPF files the archive's info.json names",
+    )
+    imp.add_argument(
+        "--pseudo",
+        action="append",
+        default=[],
+        metavar="EL=PATH",
+        help="the UPF file of element EL (repeat per element; wins over --pseudo-dir)",
+    )
+    imp.add_argument(
+        "--info",
+        type=Path,
+        metavar="INFO",
+        help="a MALA *.info.json to use instead of the archive's",
+    )
+    imp.add_argument(
+        "--temperature", type=float, metavar="K", help="electronic temperature of the training data"
+    )
+    imp.add_argument(
+        "--grid-spacing",
+        type=float,
+        nargs="+",
+        metavar="H",
+        help="training grid spacing, Å: one value, or three (one per cell vector)",
+    )
+    imp.add_argument(
+        "--ecutrho-ry", type=float, metavar="RY", help="QE density cutoff of the training data, Ry"
+    )
+    imp.add_argument(
+        "--legacy-activation-list",
+        action="store_true",
+        help="read a one-element layer_activations list as MALA < 1.3.1 did (every layer)",
+    )
+    imp.set_defaults(func=_cmd_import_mala)
+
     cfg = sub.add_parser("config", help="show the default config or check one")
     cfg_sub = cfg.add_subparsers(metavar="ACTION")
     defaults = cfg_sub.add_parser("defaults", help="print every setting with its default (TOML)")
@@ -565,6 +752,312 @@ def _cmd_acsd(args: argparse.Namespace) -> int:
             cells.append(f"{scan.values[i, j]:>8.4f}{mark}")
         print(f"{r:>9.3f} " + " ".join(cells))
     print(f"best: rcut {rcut} Å, twojmax {twojmax} (ACSD {value:.4f}); heatmap {plot}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    # Under torchrun every rank runs this command; only rank 0 talks to people, and the
+    # other ranks leave errors (which rank 0 reports as well) unprinted.
+    root = int(os.environ.get("RANK", "0")) == 0
+    try:
+        return _run_training(args, root)
+    except NearsightError:
+        if not root:
+            return 1
+        raise
+
+
+def _run_training(args: argparse.Namespace, root: bool) -> int:
+    from tqdm import tqdm
+
+    from nearsight.config import load_config
+    from nearsight.errors import InputError
+    from nearsight.model.training import output_directory, train
+
+    config, base_dir = load_config(args.config)
+    if args.output_dir is not None:
+        config = dataclasses.replace(config, output_dir=str(args.output_dir.resolve()))
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise InputError(
+                f"must be positive, got {args.epochs}", field="--epochs", fix="e.g. --epochs 100"
+            )
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, max_epochs=args.epochs)
+        )
+    if not root:
+        train(config, base_dir, restart=args.restart)
+        return 0
+    out_dir = output_directory(config, base_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bar: list[tqdm] = []
+
+    def progress(epoch: int, done: int, total: int, loss: float) -> None:
+        if not bar:
+            # disable=None: no bar when stderr is not a terminal (batch jobs, pipes).
+            bar.append(
+                tqdm(total=total, desc=f"epoch {epoch}", unit="batch", leave=False,
+                     file=sys.stderr, disable=None)
+            )  # fmt: skip
+        bar[0].update(1)
+        bar[0].set_postfix_str(f"loss {loss:.2e}", refresh=False)
+        if done == total:
+            bar.pop().close()
+
+    with open(out_dir / "train.log", "a") as log_file:
+        log_file.write(
+            f"--- nearsight {__version__} train {args.config}"
+            f"{' --restart' if args.restart else ''} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
+
+        def log(line: str) -> None:
+            print(line, flush=True)
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        try:
+            result = train(config, base_dir, progress=progress, log=log, restart=args.restart)
+        except NearsightError as err:
+            log_file.write(f"error: {err}\n")
+            raise
+        log(
+            f"finished in {result.seconds:.1f} s: {len(result.history)} epochs"
+            + (", stopped early" if result.stopped_early else "")
+        )
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from nearsight.analysis.metrics import evaluate, summarize
+    from nearsight.analysis.plots import dos_plot, parity_plot
+    from nearsight.data.sources import open_source
+    from nearsight.model.bundle import Bundle
+
+    bundle = Bundle.load(args.model)
+    sources = []
+    try:
+        for path in args.datasets:
+            sources.append(
+                open_source(
+                    path,
+                    bundle.descriptors,
+                    energy_grid=bundle.energy_grid,
+                    cache_dir=args.descriptor_cache,
+                )
+            )
+        errors = evaluate(
+            bundle.network,
+            bundle.input_scaler,
+            bundle.output_scaler,
+            sources,
+            device=args.device,
+        )
+    finally:
+        for source in sources:
+            source.close()
+    summary = summarize(errors)
+    folder, prefix = (
+        (args.model.parent, f"{args.model.stem}_") if args.plots is None else (args.plots, "")
+    )
+    parity = parity_plot(errors, folder / f"{prefix}parity.png")
+    dos = dos_plot(errors, folder / f"{prefix}dos.png")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": str(args.model),
+                    "snapshots": [e.as_json() for e in errors],
+                    "mean": summary,
+                    "plots": {"parity": str(parity), "dos": str(dos)},
+                },
+                indent=1,
+            )
+        )
+        return 0
+    print(_errors_table(errors, summary))
+    print(f"wrote {parity} and {dos}")
+    return 0
+
+
+def _errors_table(errors, summary: dict[str, float]) -> str:
+    """Per-snapshot errors against QE and against the DFT LDOS, and their mean."""
+    cols = [
+        ("total_energy_mev_per_atom", "ΔA meV/at", "total_energy_mae_mev_per_atom"),
+        ("band_energy_mev_per_atom", "ΔE_b meV/at", "band_energy_mae_mev_per_atom"),
+        ("fermi_energy_mev", "ΔE_F meV", "fermi_energy_mae_mev"),
+        ("density_mape_percent", "n MAPE %", "density_mape_percent"),
+    ]
+    header = f"{'snapshot':<18}{'atoms':>6}" + "".join(f"{c[1]:>13}" for c in cols)
+    lines = []
+    for title, suffix in (("against QE", ""), ("against the DFT LDOS", "_vs_ldos")):
+        lines += [title, header, "-" * len(header)]
+        for e in errors:
+            cells = "".join(
+                f"{e.errors[key + suffix]:>+13.3f}" if key + suffix in e.errors else f"{'-':>13}"
+                for key, _, _ in cols
+            )
+            lines.append(f"{e.name:<18}{e.number_of_atoms:>6}{cells}")
+        means = "".join(
+            f"{summary[mean + suffix]:>13.3f}" if mean + suffix in summary else f"{'-':>13}"
+            for _, _, mean in cols
+        )
+        lines += [f"{'mean |error|':<24}{means}", ""]
+    return "\n".join(lines).rstrip()
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from nearsight.descriptors.compute import mpi_world
+    from nearsight.predict.predictor import Predictor
+
+    comm = mpi_world()
+    root = comm is None or comm.Get_rank() == 0
+    atoms = _predict_structure(args)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if not root:
+            return
+        if bar is None:  # made at the first report, which knows the total
+            bar = tqdm(total=total, unit="pt", desc="predict", file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+
+    predictor = Predictor(
+        args.model,
+        device=args.device,
+        chunk_points=args.chunk_points,
+        progress=progress,
+        comm=comm,
+    )
+    prediction = predictor.predict(
+        atoms,
+        grid_shape=None if args.grid is None else tuple(args.grid),
+        keep_ldos=args.ldos_cubes is not None,
+    )
+    if bar is not None:
+        bar.close()
+    if not root:
+        return 0
+    written = _write_prediction_cubes(args, prediction)
+    if args.json:
+        print(json.dumps(prediction.as_json(source=str(args.structure)), indent=2))
+        return 0
+    from nearsight.energy_report import _LABELS
+    from nearsight.physics.reference import ENERGY_KEYS
+
+    terms = prediction.terms.as_dict()
+    n_atoms = prediction.number_of_atoms
+    print(
+        f"{args.structure}: {prediction.atoms.get_chemical_formula()}, {n_atoms} atoms, grid "
+        f"{'x'.join(map(str, prediction.grid_shape))}, T = {prediction.temperature_k:.2f} K, "
+        f"functional {prediction.functional}, integration {prediction.method}"
+    )
+    header = f"{'term':<24}{'eV':>18}{'eV/atom':>16}"
+    print(header)
+    print("-" * len(header))
+    for key in ENERGY_KEYS:
+        value = float(terms[key])
+        # The Fermi level and the electron count are not extensive: no per-atom column.
+        extensive = key not in ("fermi_energy", "number_of_electrons")
+        per_atom = f"{value / n_atoms:.6f}" if extensive else ""
+        print(f"{_LABELS[key]:<24}{value:>18.6f}{per_atom:>16}")
+    t = prediction.timings
+    ranks = 1 if comm is None else comm.Get_size()
+    print(
+        f"time: descriptors {t['descriptors']:.1f} s, network {t['network']:.1f} s, physics "
+        f"{t['physics']:.1f} s, total {t['total']:.1f} s on {ranks} rank(s) ({args.device})"
+    )
+    for line in written:
+        print(line)
+    return 0
+
+
+def _predict_structure(args: argparse.Namespace):
+    """The structure to predict: a snapshot's atoms, or what ASE reads from the file."""
+    from nearsight.errors import InputError
+
+    if args.structure.suffix in (".h5", ".hdf5"):
+        from nearsight.io.dataset import open_snapshot
+
+        with open_snapshot(args.structure) as snap:
+            return snap.atoms()
+    from ase.io import read
+
+    try:
+        index = -1 if args.index is None else args.index
+        atoms = read(args.structure, index=index, format=args.format)
+    except Exception as err:  # ASE raises many kinds for unreadable files
+        raise InputError(
+            f"cannot read the structure ({type(err).__name__}: {err})",
+            path=args.structure,
+            fix="give an ASE-readable file, naming its format with --format if the extension "
+            "does not (e.g. --format espresso-in)",
+        ) from None
+    return atoms
+
+
+def _write_prediction_cubes(args: argparse.Namespace, prediction) -> list[str]:
+    """Write the cubes asked for; returns one line per thing written, for the report."""
+    from nearsight.io.cube import write_cube
+
+    written = []
+    name = args.structure.name
+    if args.density_cube is not None:
+        write_cube(
+            args.density_cube,
+            prediction.atoms,
+            prediction.density,
+            quantity="density",
+            comment=(f"nearsight predicted density of {name}", ""),
+        )
+        written.append(f"wrote the density to {args.density_cube}")
+    if args.ldos_cubes is not None:
+        args.ldos_cubes.mkdir(parents=True, exist_ok=True)
+        energies = prediction.energy_grid.energies
+        for i, energy in enumerate(energies):
+            write_cube(
+                args.ldos_cubes / f"ldos_{i:04d}_{energy:+.4f}eV.cube",
+                prediction.atoms,
+                prediction.ldos[..., i],
+                quantity="ldos",
+                energy_ev=float(energy),
+                comment=(f"nearsight predicted LDOS of {name}", ""),
+            )
+        written.append(f"wrote {len(energies)} LDOS cubes to {args.ldos_cubes}")
+    return written
+
+
+def _cmd_import_mala(args: argparse.Namespace) -> int:
+    from nearsight.errors import InputError
+    from nearsight.model.mala_import import import_mala, summary_lines
+
+    pseudos: dict[str, Path] = {}
+    for item in args.pseudo:
+        element, sep, path = item.partition("=")
+        if not sep or not element.strip() or not path.strip():
+            raise InputError(
+                f"expected EL=PATH, got {item!r}", field="--pseudo", fix="e.g. --pseudo Al=Al.UPF"
+            )
+        pseudos[element.strip()] = Path(path.strip())
+    result = import_mala(
+        args.archive,
+        pseudo_dir=args.pseudo_dir,
+        pseudos=pseudos,
+        info_path=args.info,
+        temperature_k=args.temperature,
+        grid_spacing=args.grid_spacing,
+        ecutrho_ry=args.ecutrho_ry,
+        legacy_activation_list=args.legacy_activation_list,
+    )
+    written = result.bundle.save(args.output)  # atomic: a failure leaves no partial file
+    for line in summary_lines(result):
+        print(line)
+    print(f"wrote {written}")
     return 0
 
 

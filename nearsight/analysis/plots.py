@@ -64,3 +64,20 @@ def dos_plot(errors: Sequence[SnapshotErrors], path: str | PathLike[str]) -> Pat
     out = _save(fig, path)
     plt.close(fig)
     return out
+
+
+def training_plot(history: Sequence[dict], path: str | PathLike[str]) -> Path:
+    """Training and validation loss (scaled MSE) per epoch, log scale, best epoch marked."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(epochs, [h["train_loss"] for h in history], label="training")
+    ax.semilogy(epochs, [h["validation_loss"] for h in history], label="validation")
+    best = min(history, key=lambda h: h["validation_loss"])
+    ax.axvline(best["epoch"], color="grey", lw=0.6, ls=":", label=f"best (epoch {best['epoch']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (MSE of the scaled LDOS)")
+    ax.legend(fontsize="small")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out

@@ -22,6 +22,8 @@ ACTIVATIONS: dict[str, type[nn.Module] | None] = {
     "tanh": nn.Tanh,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
 }
 """Activation names accepted in a layout (case-insensitive)."""
 
