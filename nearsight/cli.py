@@ -18,6 +18,7 @@ from nearsight.errors import NearsightError
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DEFAULT_DEMO_DATA = REPO_EXAMPLES / "al" / "data"
+DEMO_CONFIG = REPO_EXAMPLES / "al" / "model.toml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -409,13 +410,28 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
     check.set_defaults(func=_cmd_config_check)
 
-    demo = sub.add_parser("demo", help="the main job on the bundled Al data")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job on the bundled Al data: train, test against QE, predict a larger cell",
+        description=textwrap.fill(
+            "On the bundled 4-atom Al snapshots (QE 6.7, PBE, 298 K): train the model of "
+            "examples/al/model.toml, report its errors on the held-out snapshot against QE "
+            "(meV/atom), predict an 8-atom cell it never saw and compare with QE, and write "
+            "plots, a density cube and summary.json to the output directory. Running it again "
+            "reuses the finished training (delete the directory to start over).",
+            width=88,
+        ),
+    )
     demo.add_argument(
         "--data",
         type=Path,
         default=DEFAULT_DEMO_DATA,
-        help="directory of snapshot files (default: the bundled Al data)",
+        help="directory of snapshot files al4_*.h5 and al8_*.h5 (default: the bundled Al data)",
     )
+    demo.add_argument(
+        "-o", "--output", type=Path, default=Path("demo"), help="output directory (default demo)"
+    )
+    demo.add_argument("--epochs", type=int, help="override training.max_epochs (default 100)")
     demo.set_defaults(func=_cmd_demo)
     return p
 
@@ -770,11 +786,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _run_training(args: argparse.Namespace, root: bool) -> int:
-    from tqdm import tqdm
-
     from nearsight.config import load_config
     from nearsight.errors import InputError
-    from nearsight.model.training import output_directory, train
+    from nearsight.model.training import train
 
     config, base_dir = load_config(args.config)
     if args.output_dir is not None:
@@ -790,6 +804,17 @@ def _run_training(args: argparse.Namespace, root: bool) -> int:
     if not root:
         train(config, base_dir, restart=args.restart)
         return 0
+    _train_printing(config, base_dir, restart=args.restart, label=f"train {args.config}")
+    return 0
+
+
+def _train_printing(config, base_dir: Path, *, restart: bool, label: str):
+    """Train with a progress bar per epoch, printing each log line and appending it to
+    ``{output_dir}/train.log``; returns the :class:`TrainResult`."""
+    from tqdm import tqdm
+
+    from nearsight.model.training import output_directory, train
+
     out_dir = output_directory(config, base_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bar: list[tqdm] = []
@@ -808,8 +833,8 @@ def _run_training(args: argparse.Namespace, root: bool) -> int:
 
     with open(out_dir / "train.log", "a") as log_file:
         log_file.write(
-            f"--- nearsight {__version__} train {args.config}"
-            f"{' --restart' if args.restart else ''} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            f"--- nearsight {__version__} {label}"
+            f"{' --restart' if restart else ''} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
         )
 
         def log(line: str) -> None:
@@ -818,7 +843,7 @@ def _run_training(args: argparse.Namespace, root: bool) -> int:
             log_file.flush()
 
         try:
-            result = train(config, base_dir, progress=progress, log=log, restart=args.restart)
+            result = train(config, base_dir, progress=progress, log=log, restart=restart)
         except NearsightError as err:
             log_file.write(f"error: {err}\n")
             raise
@@ -826,37 +851,16 @@ def _run_training(args: argparse.Namespace, root: bool) -> int:
             f"finished in {result.seconds:.1f} s: {len(result.history)} epochs"
             + (", stopped early" if result.stopped_early else "")
         )
-    return 0
+    return result
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from nearsight.analysis.metrics import evaluate, summarize
+    from nearsight.analysis.metrics import summarize
     from nearsight.analysis.plots import dos_plot, parity_plot
-    from nearsight.data.sources import open_source
     from nearsight.model.bundle import Bundle
 
     bundle = Bundle.load(args.model)
-    sources = []
-    try:
-        for path in args.datasets:
-            sources.append(
-                open_source(
-                    path,
-                    bundle.descriptors,
-                    energy_grid=bundle.energy_grid,
-                    cache_dir=args.descriptor_cache,
-                )
-            )
-        errors = evaluate(
-            bundle.network,
-            bundle.input_scaler,
-            bundle.output_scaler,
-            sources,
-            device=args.device,
-        )
-    finally:
-        for source in sources:
-            source.close()
+    errors = _model_errors(bundle, args.datasets, args.descriptor_cache, args.device)
     summary = summarize(errors)
     folder, prefix = (
         (args.model.parent, f"{args.model.stem}_") if args.plots is None else (args.plots, "")
@@ -879,6 +883,27 @@ def _cmd_test(args: argparse.Namespace) -> int:
     print(_errors_table(errors, summary))
     print(f"wrote {parity} and {dos}")
     return 0
+
+
+def _model_errors(bundle, paths: Sequence[Path], cache: Path | None, device: str = "cpu"):
+    """Physical errors of a bundle on snapshot files (see nearsight.analysis.metrics)."""
+    from nearsight.analysis.metrics import evaluate
+    from nearsight.data.sources import open_source
+
+    sources = []
+    try:
+        for path in paths:
+            sources.append(
+                open_source(
+                    path, bundle.descriptors, energy_grid=bundle.energy_grid, cache_dir=cache
+                )
+            )
+        return evaluate(
+            bundle.network, bundle.input_scaler, bundle.output_scaler, sources, device=device
+        )
+    finally:
+        for source in sources:
+            source.close()
 
 
 def _errors_table(errors, summary: dict[str, float]) -> str:
@@ -1078,7 +1103,6 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from nearsight.energy_report import energy_report
     from nearsight.io.dataset import open_snapshot
 
     files = sorted(Path(args.data).glob("*.h5"))
@@ -1089,7 +1113,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     print(f"nearsight {__version__} demo: {len(files)} bundled snapshots in {args.data}\n")
     header = (
-        f"{'snapshot':<22s} {'atoms':>5s} {'grid':>10s} {'LDOS':>5s} {'E_F (eV)':>9s} "
+        f"{'snapshot':<14s} {'atoms':>5s} {'grid':>10s} {'LDOS':>5s} {'E_F (eV)':>9s} "
         f"{'E_total (eV)':>14s} {'E/atom (eV)':>12s} {'pw.x (s)':>8s} {'MB':>6s}"
     )
     print(header)
@@ -1102,44 +1126,153 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         n_e = s.get("energy_grid_ev", {}).get("n", 0)
         grid = "x".join(map(str, s["grid_shape"]))
         print(
-            f"{path.name:<22s} {s['number_of_atoms']:>5d} {grid:>10s} "
+            f"{path.name:<14s} {s['number_of_atoms']:>5d} {grid:>10s} "
             f"{n_e:>5d} {qe.get('fermi_energy_ev', float('nan')):>9.4f} {total:>14.6f} "
             f"{total / s['number_of_atoms']:>12.6f} "
             f"{s.get('provenance', {}).get('pw_seconds', float('nan')):>8.1f} "
             f"{s['file_size_mb']:>6.2f}"
         )
-    print(
-        "\nEnergies from the stored LDOS (or, without one, the density terms) against QE's "
-        "printed values, meV/atom:"
-    )
-    header = (
-        f"{'snapshot':<22s} {'from':>7s} {'E_F meV':>8s} {'band':>8s} {'Hartree':>8s} "
-        f"{'xc':>8s} {'Ewald':>8s} {'total':>8s} {'nearsight total (eV)':>21s}"
-    )
-    print(header)
-    print("-" * len(header))
-    for path in files:
-        report = energy_report(dataset=path)
-        diff = {row.key: row.difference for row in report.rows()}
-
-        def cell(key: str, diff: dict = diff) -> str:
-            value = diff.get(key)
-            return f"{'-':>8s}" if value is None else f"{value:>+8.3f}"
-
-        total = report.ours.get("total_energy")
-        print(
-            f"{path.name:<22s} {'LDOS' if report.from_ldos else 'density':>7s} "
-            f"{cell('fermi_energy')} {cell('band_energy')} {cell('hartree')} {cell('xc')} "
-            f"{cell('ewald')} {cell('total_energy')} "
-            + (f"{total:>21.6f}" if total is not None else f"{'-':>21s}")
-        )
-    print(
-        "\nThe LDOS terms differ from QE by the broadening of the stored LDOS (0.1 eV); at "
-        "0.025 eV the\ntotal agrees within 1 meV/atom (docs/physics.md). "
-        "Details: nearsight energy FILE"
-    )
+    summary = _demo_model(args)
+    print(f"\nwrote {args.output / 'summary.json'}:")
+    print(json.dumps(summary, indent=1))
     return 0
 
+
+def _demo_config(args: argparse.Namespace):
+    """examples/al/model.toml with its snapshots taken from --data and output in --output."""
+    from nearsight.config import load_config
+
+    config, base = load_config(DEMO_CONFIG)
+
+    def here(patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str((Path(args.data) / Path(p).name).resolve()) for p in patterns)
+
+    data = dataclasses.replace(
+        config.data,
+        train=here(config.data.train),
+        validation=here(config.data.validation),
+        test=here(config.data.test),
+    )
+    training = config.training
+    if args.epochs is not None:
+        training = dataclasses.replace(training, max_epochs=args.epochs)
+    config = dataclasses.replace(
+        config, output_dir=str(args.output.resolve()), data=data, training=training
+    )
+    return config, base
+
+
+def _demo_model(args: argparse.Namespace) -> dict:
+    """Train, test and predict a larger cell; returns what goes into summary.json."""
+    from nearsight.analysis.metrics import summarize
+    from nearsight.analysis.plots import dos_plot, parity_plot, training_plot
+    from nearsight.io.atomic import atomic_path
+    from nearsight.io.cube import write_cube
+    from nearsight.io.dataset import read_snapshot
+    from nearsight.model.bundle import Bundle
+    from nearsight.predict.predictor import Predictor
+
+    config, base = _demo_config(args)
+    out = args.output
+    names = lambda paths: ", ".join(Path(p).name for p in paths)  # noqa: E731
+    print(
+        f"\n1. Training {config.network.hidden} {config.network.activations[0]} on "
+        f"{names(config.data.train)} (validation {names(config.data.validation)}); "
+        f"descriptors: bispectrum 2J_max={config.descriptors.twojmax}, "
+        f"cutoff {config.descriptors.rcutfac} Å"
+    )
+    result = _train_printing(config, base, restart=False, label="demo")
+    bundle = Bundle.load(result.bundle_path)
+    train_seconds = float(sum(h["seconds"] for h in result.history))
+
+    test_files = [Path(p) for p in config.data.test]
+    print(f"\n2. Held-out snapshot(s) {names(test_files)}, never seen in training:")
+    errors = _model_errors(bundle, test_files, out / "descriptors")
+    metrics = summarize(errors)
+    print(_errors_table(errors, metrics))
+    plots = {
+        "parity": str(parity_plot(errors, out / "parity.png")),
+        "dos": str(dos_plot(errors, out / "dos.png")),
+        "training": str(training_plot(result.history, out / "training.png")),
+    }
+
+    larger = sorted(Path(args.data).glob("al8_*.h5"))
+    larger_cell = None
+    if larger:
+        snap = read_snapshot(larger[0], ldos=False)
+        print(
+            f"\n3. A larger cell than the model trained on: {larger[0].name}, "
+            f"{len(snap.atoms)} atoms (QE used a {'x'.join(map(str, snap.grid_shape))} grid; "
+            "the model keeps its training grid spacing)"
+        )
+        prediction = Predictor(bundle, progress=_chunk_bar("predict")).predict(snap.atoms)
+        qe_total = snap.qe.energies["total"]
+        predicted = float(prediction.terms.total_energy)
+        error = 1e3 * (predicted - qe_total) / len(snap.atoms)
+        cube = out / f"{larger[0].stem}_density.cube"
+        write_cube(
+            cube,
+            prediction.atoms,
+            prediction.density,
+            quantity="density",
+            comment=(f"nearsight predicted density of {larger[0].name}", ""),
+        )
+        print(
+            f"   grid {'x'.join(map(str, prediction.grid_shape))}: predicted total free energy "
+            f"{predicted:.4f} eV, QE {qe_total:.4f} eV, error {error:+.2f} meV/atom; "
+            f"E_F {float(prediction.terms.fermi_energy):.4f} eV (QE {snap.qe.fermi_energy:.4f})"
+            f"; {prediction.timings['total']:.1f} s; density cube {cube}"
+        )
+        larger_cell = {
+            "snapshot": larger[0].name,
+            "number_of_atoms": len(snap.atoms),
+            "grid_shape": list(prediction.grid_shape),
+            "predicted_total_energy_ev": predicted,
+            "qe_total_energy_ev": qe_total,
+            "total_energy_error_mev_per_atom": error,
+            "predicted_fermi_energy_ev": float(prediction.terms.fermi_energy),
+            "qe_fermi_energy_ev": snap.qe.fermi_energy,
+            "seconds": prediction.timings["total"],
+            "density_cube": str(cube),
+        }
+    summary = {
+        "nearsight_version": __version__,
+        "model": str(result.bundle_path),
+        "train_seconds": train_seconds,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "held_out_snapshots": [e.name for e in errors],
+        "total_energy_mae_mev_per_atom": metrics.get("total_energy_mae_mev_per_atom"),
+        "band_energy_mae_mev_per_atom": metrics.get("band_energy_mae_mev_per_atom"),
+        "fermi_energy_mae_mev": metrics.get("fermi_energy_mae_mev"),
+        "density_mape_percent": metrics.get("density_mape_percent"),
+        "against_dft_ldos": {k: v for k, v in metrics.items() if k.endswith("_vs_ldos")},
+        "larger_cell": larger_cell,
+        "larger_cell_predicted_total_energy_ev": None
+        if larger_cell is None
+        else larger_cell["predicted_total_energy_ev"],
+        "plots": plots,
+    }
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _chunk_bar(label: str):
+    """A progress callback (done, total) drawing a tqdm bar of grid points on stderr."""
+    from tqdm import tqdm
+
+    bar: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc=label, unit="pt", file=sys.stderr, disable=None))
+        bar[0].n = done
+        bar[0].refresh()
+        if done >= total:
+            bar.pop().close()
+
+    return progress
 
 if __name__ == "__main__":
     raise SystemExit(main())
