@@ -431,7 +431,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-o", "--output", type=Path, default=Path("demo"), help="output directory (default demo)"
     )
-    demo.add_argument("--epochs", type=int, help="override training.max_epochs (default 100)")
+    demo.add_argument(
+        "--epochs", type=int, help="override training.max_epochs of examples/al/model.toml"
+    )
     demo.set_defaults(func=_cmd_demo)
     return p
 

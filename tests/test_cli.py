@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -14,16 +15,34 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "al" / "data"
 
 
-def test_demo_prints_every_bundled_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_trains_tests_and_predicts_a_larger_cell(tmp_path: Path, capsys) -> None:
+    """The whole demo on the bundled data, with 2 epochs instead of 200 to stay fast."""
     files = sorted(DATA.glob("*.h5"))
     assert len(files) >= 6, "the bundled Al dataset must be in the repo"
-    assert main(["demo", "--data", str(DATA)]) == 0
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--data", str(DATA), "-o", str(out_dir), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     for path in files:
         assert path.name in out
-    assert "Hartree" in out and "Ewald" in out
-    # The physics table: LDOS snapshots get the total, density-only ones the density terms.
-    assert "LDOS" in out and "density" in out and "nearsight total (eV)" in out
+    assert "against QE" in out and "against the DFT LDOS" in out
+    assert "A larger cell than the model trained on: al8_000.h5" in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    for key in (
+        "train_seconds",
+        "total_energy_mae_mev_per_atom",
+        "band_energy_mae_mev_per_atom",
+        "density_mape_percent",
+        "larger_cell_predicted_total_energy_ev",
+    ):
+        assert isinstance(summary[key], float), key
+    assert summary["held_out_snapshots"] == ["al4_005.h5"] and summary["epochs"] == 2
+    assert summary["larger_cell"]["grid_shape"] == [48, 24, 24]
+    for plot in ("parity.png", "dos.png", "training.png"):
+        assert (out_dir / plot).stat().st_size > 1000
+    assert (out_dir / "al8_000_density.cube").is_file()
+    # A second run finds the finished training and does not train again.
+    assert main(["demo", "--data", str(DATA), "-o", str(out_dir), "--epochs", "2"]) == 0
+    assert "training is already complete" in capsys.readouterr().out
 
 
 def test_demo_without_data_says_how_to_make_it(tmp_path: Path, capsys) -> None:
