@@ -156,6 +156,36 @@ def density_from_ldos(ldos: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return density.reshape(shape)
 
 
+def harris_foulkes(
+    fermi_energy: bk.Array,
+    number_of_electrons: bk.Array,
+    band_energy: bk.Array,
+    entropy_contribution: bk.Array,
+    density: DensityTerms,
+) -> EnergyTerms:
+    """Every term, with A = E_b − TS − E_H + E_xc − ∫v_xc n + E_ewald (eV; floats or 0-d
+    tensors), from the band terms of the DOS and the terms of the density."""
+    total = (
+        band_energy
+        + entropy_contribution
+        - density.hartree
+        + density.xc
+        - density.xc_potential_integral
+        + density.ewald
+    )
+    return EnergyTerms(
+        fermi_energy=fermi_energy,
+        number_of_electrons=number_of_electrons,
+        band_energy=band_energy,
+        entropy_contribution=entropy_contribution,
+        hartree=density.hartree,
+        xc=density.xc,
+        xc_potential_integral=density.xc_potential_integral,
+        ewald=density.ewald,
+        total_energy=total,
+    )
+
+
 def total_energy(
     ldos: bk.Array,
     energy_grid: EnergyGrid,
@@ -207,17 +237,5 @@ def total_energy(
         mu, number = result.fermi_energy, result.number_of_electrons
         band, entropy = result.band_energy, result.entropy_contribution
         density = density_from_ldos(ldos, integration_weights(energy_grid, mu, kt, method).number)
-    d = density_terms(density, system)
-    total = band + entropy - d.hartree + d.xc - d.xc_potential_integral + d.ewald
-    terms = EnergyTerms(
-        fermi_energy=mu,
-        number_of_electrons=number,
-        band_energy=band,
-        entropy_contribution=entropy,
-        hartree=d.hartree,
-        xc=d.xc,
-        xc_potential_integral=d.xc_potential_integral,
-        ewald=d.ewald,
-        total_energy=total,
-    )
+    terms = harris_foulkes(mu, number, band, entropy, density_terms(density, system))
     return terms, density

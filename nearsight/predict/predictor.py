@@ -44,7 +44,7 @@ from nearsight.grid import EnergyGrid, Grid
 from nearsight.io.upf import parse_upf
 from nearsight.model.bundle import Bundle
 from nearsight.model.inference import predict_ldos
-from nearsight.physics.energy import EnergyTerms, _check_cutoff, density_terms
+from nearsight.physics.energy import EnergyTerms, _check_cutoff, density_terms, harris_foulkes
 from nearsight.physics.fermi import BandObservables, band_observables, integration_weights
 from nearsight.physics.system import EnergySystem
 
@@ -269,24 +269,12 @@ class Predictor:
         if density is not None:
             density = density.reshape(shape)
         d = self._on_root(lambda: density_terms(density, system))
-        total = (
-            band.band_energy
-            + band.entropy_contribution
-            - d.hartree
-            + d.xc
-            - d.xc_potential_integral
-            + d.ewald
-        )
-        terms = EnergyTerms(
-            fermi_energy=band.fermi_energy,
-            number_of_electrons=band.number_of_electrons,
-            band_energy=band.band_energy,
-            entropy_contribution=band.entropy_contribution,
-            hartree=d.hartree,
-            xc=d.xc,
-            xc_potential_integral=d.xc_potential_integral,
-            ewald=d.ewald,
-            total_energy=total,
+        terms = harris_foulkes(
+            band.fermi_energy,
+            band.number_of_electrons,
+            band.band_energy,
+            band.entropy_contribution,
+            d,
         )
         timings["physics"] += time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
