@@ -95,6 +95,20 @@ def fit_scalers(
     return inputs, outputs
 
 
+def scaled_rows(
+    source: PointSource,
+    start: int,
+    stop: int,
+    input_scaler: Scaler,
+    output_scaler: Scaler,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled descriptors [n, F] and LDOS [n, E] of flat points ``start:stop`` as tensors."""
+    x = input_scaler.transform(source.features(start, stop))
+    y = output_scaler.transform(source.targets(start, stop))
+    return torch.as_tensor(np.asarray(x), dtype=dtype), torch.as_tensor(np.asarray(y), dtype=dtype)
+
+
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The random stream of one epoch: a function of the seed and the epoch only."""
     return np.random.default_rng([int(seed), int(epoch)])
@@ -160,12 +174,8 @@ class PointLoader:
 
     def _read(self, block: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, start, stop = block
-        src = self.sources[i]
-        x = self.input_scaler.transform(src.features(start, stop))
-        y = self.output_scaler.transform(src.targets(start, stop))
-        return (
-            torch.as_tensor(np.asarray(x), dtype=self.dtype),
-            torch.as_tensor(np.asarray(y), dtype=self.dtype),
+        return scaled_rows(
+            self.sources[i], start, stop, self.input_scaler, self.output_scaler, self.dtype
         )
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
@@ -218,19 +228,3 @@ def _blocks(sources: Sequence[PointSource], block_points: int) -> list[tuple[int
         size = max(1, -(-block_points // plane)) * plane
         out.extend((i, s, min(s + size, src.n_points)) for s in range(0, src.n_points, size))
     return out
-
-
-def read_all(
-    source: PointSource,
-    input_scaler: Scaler,
-    *,
-    block_points: int = 65536,
-) -> np.ndarray:
-    """All scaled descriptor rows of one source, [N, F] float32 (for evaluation)."""
-    parts = [
-        np.asarray(
-            input_scaler.transform(source.features(s, min(s + block_points, source.n_points)))
-        )
-        for s in range(0, source.n_points, block_points)
-    ]
-    return np.concatenate(parts).astype(np.float32, copy=False)

@@ -54,7 +54,7 @@ import torch
 
 from nearsight import __version__
 from nearsight.config import Config, config_to_dict
-from nearsight.data.loader import PointLoader, check_compatible, fit_scalers
+from nearsight.data.loader import PointLoader, check_compatible, fit_scalers, scaled_rows
 from nearsight.data.scaling import Scaler
 from nearsight.data.sources import PointSource, expand_paths, open_source
 from nearsight.errors import InputError
@@ -322,9 +322,7 @@ class _ValidationSet:
 
     def _read(self, span: tuple[PointSource, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         src, start, stop = span
-        x = self.input_scaler.transform(src.features(start, stop))
-        y = self.output_scaler.transform(src.targets(start, stop))
-        return torch.as_tensor(x, dtype=self.dtype), torch.as_tensor(y, dtype=self.dtype)
+        return scaled_rows(src, start, stop, self.input_scaler, self.output_scaler, self.dtype)
 
     def blocks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._kept is not None:
