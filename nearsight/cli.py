@@ -935,30 +935,17 @@ def _errors_table(errors, summary: dict[str, float]) -> str:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from nearsight.descriptors.compute import mpi_world
     from nearsight.predict.predictor import Predictor
 
     comm = mpi_world()
     root = comm is None or comm.Get_rank() == 0
     atoms = _predict_structure(args)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if not root:
-            return
-        if bar is None:  # made at the first report, which knows the total
-            bar = tqdm(total=total, unit="pt", desc="predict", file=sys.stderr)
-        bar.n = done
-        bar.refresh()
-
     predictor = Predictor(
         args.model,
         device=args.device,
         chunk_points=args.chunk_points,
-        progress=progress,
+        progress=_chunk_bar("predict") if root else None,
         comm=comm,
     )
     prediction = predictor.predict(
@@ -966,8 +953,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         grid_shape=None if args.grid is None else tuple(args.grid),
         keep_ldos=args.ldos_cubes is not None,
     )
-    if bar is not None:
-        bar.close()
     if not root:
         return 0
     written = _write_prediction_cubes(args, prediction)
@@ -1267,14 +1252,15 @@ def _chunk_bar(label: str):
     bar: list[tqdm] = []
 
     def progress(done: int, total: int) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, desc=label, unit="pt", file=sys.stderr, disable=None))
+        if not bar:  # made at the first report, which knows the total
+            bar.append(tqdm(total=total, desc=label, unit="pt", file=sys.stderr))
         bar[0].n = done
         bar[0].refresh()
         if done >= total:
             bar.pop().close()
 
     return progress
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
