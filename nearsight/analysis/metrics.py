@@ -147,14 +147,13 @@ def _references(source: PointSource) -> _Reference:
     rng = np.random.default_rng(0)
     n_values = ldos.size
     index = rng.choice(n_values, size=min(PARITY_SAMPLES, n_values), replace=False)
-    voxel = float(np.linalg.det(np.asarray(snapshot.atoms.cell[:]))) / source.n_points
     return _Reference(
         snapshot=snapshot,
         system=system,
         ldos_values=values,
         qe_values=qe,
         ldos_density=density,
-        dos=np.asarray(ldos_to_dos(ldos, voxel)),
+        dos=np.asarray(ldos_to_dos(ldos, snapshot.grid.voxel_volume)),
         parity_index=index,
         parity_values=ldos.reshape(-1)[index].astype(np.float64),
     )
@@ -167,11 +166,9 @@ def _observables(
     if system is not None:
         terms, density = total_energy(ldos, energy_grid, system)
         return terms.as_dict(), density
-    voxel = float(np.linalg.det(np.asarray(snapshot.atoms.cell[:]))) / np.prod(ldos.shape[:3])
     kt = snapshot.temperature_k * BOLTZMANN_EV_PER_K
-    band = band_observables(
-        np.asarray(ldos_to_dos(ldos, voxel)), energy_grid, snapshot.number_of_electrons, kt
-    )
+    dos = np.asarray(ldos_to_dos(ldos, snapshot.grid.voxel_volume))
+    band = band_observables(dos, energy_grid, snapshot.number_of_electrons, kt)
     return {
         "fermi_energy": band.fermi_energy,
         "number_of_electrons": band.number_of_electrons,
@@ -199,7 +196,6 @@ def _errors(source: PointSource, ldos: np.ndarray, ref: _Reference) -> SnapshotE
             errors["density_mape_percent"] = density_mape_percent(density, snapshot.density)
         if ref.ldos_density is not None:
             errors["density_mape_percent_vs_ldos"] = density_mape_percent(density, ref.ldos_density)
-    voxel = float(np.linalg.det(np.asarray(snapshot.atoms.cell[:]))) / source.n_points
     return SnapshotErrors(
         name=Path(source.path).name,
         number_of_atoms=n_atoms,
@@ -208,7 +204,10 @@ def _errors(source: PointSource, ldos: np.ndarray, ref: _Reference) -> SnapshotE
         qe_reference=ref.qe_values,
         errors=errors,
         energies=source.energy_grid.energies,
-        dos={"predicted": np.asarray(ldos_to_dos(ldos, voxel)), "reference": ref.dos},
+        dos={
+            "predicted": np.asarray(ldos_to_dos(ldos, snapshot.grid.voxel_volume)),
+            "reference": ref.dos,
+        },
         parity={
             "predicted": ldos.reshape(-1)[ref.parity_index].astype(np.float64),
             "reference": ref.parity_values,
